@@ -1,0 +1,73 @@
+//! One audit event per decision, through `tracing` with target `zsp::audit`.
+//!
+//! Route audit events to their own sink with a target filter, e.g. with tracing-subscriber:
+//! `EnvFilter::new("zsp::audit=info")` on a dedicated layer. Events carry the decision, the
+//! internal reason, iss, sub, client_id, jti, method, route template, scopes and the time the
+//! decision took; never the token (DESIGN invariant 6).
+
+use tracing::info;
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditDecision {
+    /// The request was allowed.
+    Allow,
+    /// The request was denied.
+    Deny,
+}
+
+impl AuditDecision {
+    /// `"allow"` or `"deny"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditDecision::Allow => "allow",
+            AuditDecision::Deny => "deny",
+        }
+    }
+}
+
+/// The record of one decision. Fields the token did not yield (or that were never reached)
+/// are `None`.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditEvent<'a> {
+    /// Allow or deny.
+    pub decision: AuditDecision,
+    /// `"ok"` or the denial's [`crate::Denial::reason`].
+    pub reason: &'a str,
+    /// Issuer.
+    pub iss: Option<&'a str>,
+    /// Subject.
+    pub sub: Option<&'a str>,
+    /// Client id.
+    pub client_id: Option<&'a str>,
+    /// Token id.
+    pub jti: Option<&'a str>,
+    /// HTTP method.
+    pub method: &'a str,
+    /// The matched route template (not the raw path, which may carry identifiers).
+    pub route: Option<&'a str>,
+    /// Granted scopes, space-delimited.
+    pub scopes: Option<&'a str>,
+    /// Time the decision took, in microseconds.
+    pub elapsed_us: u64,
+}
+
+impl AuditEvent<'_> {
+    /// Emits the event on target `zsp::audit`.
+    pub fn emit(&self) {
+        info!(
+            target: "zsp::audit",
+            decision = self.decision.as_str(),
+            reason = self.reason,
+            iss = self.iss,
+            sub = self.sub,
+            client_id = self.client_id,
+            jti = self.jti,
+            method = self.method,
+            route = self.route,
+            scopes = self.scopes,
+            elapsed_us = self.elapsed_us,
+            "authorization decision"
+        );
+    }
+}
