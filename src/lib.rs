@@ -1,24 +1,17 @@
-//! # zsp: Zero Standing Privilege for Rust HTTP services
-//!
-//! No permanent API keys, no long-lived tokens, no always-on access: every call carries a
-//! credential minted just in time, scoped to one audience and operation, valid for seconds to
-//! minutes, and verified on every request.
-//!
-//! This facade re-exports the workspace crates:
-//! * [`core`]: policy, claims, verification, replay, revocation, minting, audit;
-//! * [`tower`]: inbound and outbound tower layers;
-//! * [`axum`]: extractors and the token broker.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+/// axum integration: extractors and the token broker.
 pub use zsp_axum as axum;
+/// The framework-free core: policy, claims, verification, replay, revocation, minting, audit.
 pub use zsp_core as core;
+/// Tower layers: inbound verification and outbound token attachment.
 pub use zsp_tower as tower;
 
 /// The names most programs need.
 pub mod prelude {
     pub use zsp_core::{
-        Denial, Grant, KeySet, MemoryReplayGuard, MemoryRevocation, Policy, RequestFacts, RouteRule,
-        Verifier,
+        Denial, Grant, KeySet, MemoryReplayGuard, MemoryRevocation, Policy, RequestFacts, RouteRule, Verifier,
     };
 }

@@ -107,9 +107,7 @@ impl Denial {
         match self {
             InvalidRequest(_) => StatusCode::BAD_REQUEST,
             InsufficientScope { .. } | RouteNotAllowed | SourceNotAllowed => StatusCode::FORBIDDEN,
-            ReplayStoreFull | StoreUnavailable(_) | KeysUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ReplayStoreFull | StoreUnavailable(_) | KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -122,9 +120,7 @@ impl Denial {
             MissingToken => None,
             ReplayStoreFull | StoreUnavailable(_) | KeysUnavailable => None,
             InvalidRequest(_) => Some("invalid_request"),
-            InsufficientScope { .. } | RouteNotAllowed | SourceNotAllowed => {
-                Some("insufficient_scope")
-            }
+            InsufficientScope { .. } | RouteNotAllowed | SourceNotAllowed => Some("insufficient_scope"),
             _ => Some("invalid_token"),
         }
     }
@@ -209,7 +205,9 @@ impl Denial {
 /// Scope tokens and realms never legitimately contain `"` or `\` (RFC 6749 §3.3); drop them
 /// rather than emit a header an attacker could shape.
 fn quote_safe(s: &str) -> String {
-    s.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect()
+    s.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
 }
 
 #[cfg(test)]
@@ -226,12 +224,18 @@ mod tests {
     fn rfc6750_3_1_invalid_token_is_401() {
         let d = Denial::Expired;
         assert_eq!(d.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(d.www_authenticate(None).unwrap(), r#"Bearer error="invalid_token""#);
+        assert_eq!(
+            d.www_authenticate(None).unwrap(),
+            r#"Bearer error="invalid_token""#
+        );
     }
 
     #[test]
     fn store_failures_are_503_without_challenge() {
-        assert_eq!(Denial::StoreUnavailable("replay").status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            Denial::StoreUnavailable("replay").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert!(Denial::ReplayStoreFull.www_authenticate(None).is_none());
     }
 }

@@ -42,7 +42,13 @@ impl Grant {
         route: Option<String>,
         token: Arc<str>,
     ) -> Self {
-        Grant(Arc::new(Inner { claims, scopes, payload, route, token }))
+        Grant(Arc::new(Inner {
+            claims,
+            scopes,
+            payload,
+            route,
+            token,
+        }))
     }
 
     /// The registered claims.

@@ -41,7 +41,7 @@ pub enum KeyError {
 
 enum Material {
     Public(ParsedPublicKey),
-    Hmac(aws_lc_rs::hmac::Key),
+    Hmac(Box<aws_lc_rs::hmac::Key>),
 }
 
 /// One trusted key with the single algorithm it verifies.
@@ -206,7 +206,7 @@ impl VerifyingKey {
         Ok(Self {
             kid: kid.map(Arc::from),
             alg,
-            material: Arc::new(Material::Hmac(aws_lc_rs::hmac::Key::new(h, secret))),
+            material: Arc::new(Material::Hmac(Box::new(aws_lc_rs::hmac::Key::new(h, secret)))),
         })
     }
 
@@ -291,7 +291,9 @@ struct JwksDoc {
 impl KeySet {
     /// A set of explicitly given keys.
     pub fn from_keys(keys: impl IntoIterator<Item = VerifyingKey>) -> Self {
-        Self { keys: keys.into_iter().collect() }
+        Self {
+            keys: keys.into_iter().collect(),
+        }
     }
 
     /// Parses a JWKS document (RFC 7517 §5). Keys zsp cannot use (unknown types, private or
@@ -414,8 +416,14 @@ mod tests {
 
     #[test]
     fn jwks_garbage_is_typed_error() {
-        assert!(matches!(KeySet::from_jwks(b"[]", None), Err(KeyError::InvalidDocument(_))));
-        assert!(matches!(KeySet::from_jwks(b"\xff", None), Err(KeyError::InvalidDocument(_))));
+        assert!(matches!(
+            KeySet::from_jwks(b"[]", None),
+            Err(KeyError::InvalidDocument(_))
+        ));
+        assert!(matches!(
+            KeySet::from_jwks(b"\xff", None),
+            Err(KeyError::InvalidDocument(_))
+        ));
         let big = vec![b' '; MAX_JWKS_BYTES + 1];
         assert_eq!(KeySet::from_jwks(&big, None).unwrap_err(), KeyError::TooLarge);
     }
@@ -435,7 +443,10 @@ mod tests {
         // 1024-bit modulus (any 128 bytes with the top bit set).
         let n = crate::b64::encode([0x80u8; 128]);
         let doc = format!(r#"{{"keys":[{{"kty":"RSA","alg":"RS256","n":"{n}","e":"AQAB"}}]}}"#);
-        assert_eq!(KeySet::from_jwks(doc.as_bytes(), None).unwrap_err(), KeyError::NoUsableKeys);
+        assert_eq!(
+            KeySet::from_jwks(doc.as_bytes(), None).unwrap_err(),
+            KeyError::NoUsableKeys
+        );
     }
 
     #[test]

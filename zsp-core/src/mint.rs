@@ -53,7 +53,10 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -63,7 +66,9 @@ impl SigningKey {
         use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
         let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
             .map_err(|e| MintError::InvalidKey(e.to_string()))?;
-        let der = kp.to_pkcs8v1().map_err(|e| MintError::InvalidKey(e.to_string()))?;
+        let der = kp
+            .to_pkcs8v1()
+            .map_err(|e| MintError::InvalidKey(e.to_string()))?;
         Self::from_der(kid, Algorithm::ES256, der.as_ref())
     }
 
@@ -71,7 +76,9 @@ impl SigningKey {
     pub fn generate_ed25519(kid: &str) -> Result<Self, MintError> {
         let kp = aws_lc_rs::signature::Ed25519KeyPair::generate()
             .map_err(|e| MintError::InvalidKey(e.to_string()))?;
-        let der = kp.to_pkcs8v1().map_err(|e| MintError::InvalidKey(e.to_string()))?;
+        let der = kp
+            .to_pkcs8v1()
+            .map_err(|e| MintError::InvalidKey(e.to_string()))?;
         Self::from_der(kid, Algorithm::EdDSA, der.as_ref())
     }
 
@@ -108,7 +115,12 @@ impl SigningKey {
             obj.insert("use".into(), "sig".into());
             obj.insert("alg".into(), alg_name(alg).into());
         }
-        Ok(Self { kid: Arc::from(kid), alg, encoding: Arc::new(encoding), public_jwk: Arc::new(value) })
+        Ok(Self {
+            kid: Arc::from(kid),
+            alg,
+            encoding: Arc::new(encoding),
+            public_jwk: Arc::new(value),
+        })
     }
 
     /// The key id.
@@ -263,7 +275,12 @@ pub struct Minter {
 impl Minter {
     /// A minter for `issuer` signing with `key`, refusing lifetimes above `max_ttl`.
     pub fn new(issuer: impl Into<String>, key: SigningKey, max_ttl: Duration) -> Self {
-        Self { issuer: Arc::from(issuer.into()), key, max_ttl, clock: crate::clock::system() }
+        Self {
+            issuer: Arc::from(issuer.into()),
+            key,
+            max_ttl,
+            clock: crate::clock::system(),
+        }
     }
     /// Uses `clock` for `iat`.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
@@ -294,7 +311,10 @@ impl Minter {
             return Err(MintError::ZeroLifetime);
         }
         if req.ttl > self.max_ttl {
-            return Err(MintError::LifetimeAboveCap { requested: ttl, cap: self.max_ttl.as_secs() });
+            return Err(MintError::LifetimeAboveCap {
+                requested: ttl,
+                cap: self.max_ttl.as_secs(),
+            });
         }
         self.mint_unchecked(req, self.clock.now(), ttl)
     }
@@ -328,6 +348,11 @@ impl Minter {
             }
         }
         let token = self.key.sign("at+jwt", &claims)?;
-        Ok(Minted { token, jti, issued_at: iat, expires_at: exp })
+        Ok(Minted {
+            token,
+            jti,
+            issued_at: iat,
+            expires_at: exp,
+        })
     }
 }

@@ -354,8 +354,14 @@ impl RouteRule {
 /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 pub fn validate_scope(scope: &str) -> Result<(), PolicyError> {
     let ok = !scope.is_empty()
-        && scope.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
-    if ok { Ok(()) } else { Err(PolicyError::InvalidScope(scope.to_owned())) }
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(PolicyError::InvalidScope(scope.to_owned()))
+    }
 }
 
 /// A validated verification policy. Cheap to share behind an `Arc`.
@@ -533,7 +539,10 @@ impl PolicyBuilder {
         if self.issuers.is_empty() || self.issuers.iter().any(String::is_empty) {
             return Err(PolicyError::MissingIssuer);
         }
-        let audience = self.audience.filter(|a| !a.is_empty()).ok_or(PolicyError::MissingAudience)?;
+        let audience = self
+            .audience
+            .filter(|a| !a.is_empty())
+            .ok_or(PolicyError::MissingAudience)?;
         if self.algorithms.is_empty() {
             return Err(PolicyError::NoAlgorithms);
         }
@@ -711,9 +720,18 @@ mod tests {
 
     #[test]
     fn builder_validates() {
-        assert_eq!(Policy::builder().audience("a").build().unwrap_err(), PolicyError::MissingIssuer);
-        assert_eq!(Policy::builder().issuer("i").build().unwrap_err(), PolicyError::MissingAudience);
-        assert_eq!(base().algorithms([]).build().unwrap_err(), PolicyError::NoAlgorithms);
+        assert_eq!(
+            Policy::builder().audience("a").build().unwrap_err(),
+            PolicyError::MissingIssuer
+        );
+        assert_eq!(
+            Policy::builder().issuer("i").build().unwrap_err(),
+            PolicyError::MissingAudience
+        );
+        assert_eq!(
+            base().algorithms([]).build().unwrap_err(),
+            PolicyError::NoAlgorithms
+        );
         assert_eq!(
             base().max_lifetime(Duration::ZERO).build().unwrap_err(),
             PolicyError::InvalidLifetime
@@ -723,7 +741,9 @@ mod tests {
             Err(PolicyError::InvalidTemplate(_))
         ));
         assert!(matches!(
-            base().route(RouteRule::get("/x").from_cidrs(["10.0.0.0/33"])).build(),
+            base()
+                .route(RouteRule::get("/x").from_cidrs(["10.0.0.0/33"]))
+                .build(),
             Err(PolicyError::InvalidCidr(_))
         ));
         assert!(matches!(
@@ -753,8 +773,14 @@ mod tests {
             .default_route(RouteRule::any("/{*all}"))
             .build()
             .unwrap();
-        assert_eq!(p.route_for(&Method::GET, "/a").unwrap().scopes(), &ScopeRequirement::AllOf(vec!["x".into()]));
-        assert_eq!(p.route_for(&Method::POST, "/a").unwrap().scopes(), &ScopeRequirement::AllOf(vec!["y".into()]));
+        assert_eq!(
+            p.route_for(&Method::GET, "/a").unwrap().scopes(),
+            &ScopeRequirement::AllOf(vec!["x".into()])
+        );
+        assert_eq!(
+            p.route_for(&Method::POST, "/a").unwrap().scopes(),
+            &ScopeRequirement::AllOf(vec!["y".into()])
+        );
         assert_eq!(p.route_for(&Method::POST, "/zzz").unwrap().template(), "/{*all}");
         let strict = base().route(RouteRule::get("/a")).build().unwrap();
         assert!(strict.route_for(&Method::GET, "/b").is_none());
@@ -785,6 +811,9 @@ mod tests {
         assert_eq!(p.rsa_default(), Some(Algorithm::RS256));
         let bad: PolicyConfig =
             serde_json::from_str(r#"{"issuers":["i"],"audience":"a","algorithms":["none"]}"#).unwrap();
-        assert_eq!(bad.build().unwrap_err(), PolicyError::UnknownAlgorithm("none".into()));
+        assert_eq!(
+            bad.build().unwrap_err(),
+            PolicyError::UnknownAlgorithm("none".into())
+        );
     }
 }

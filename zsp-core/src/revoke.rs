@@ -79,9 +79,13 @@ impl MemoryRevocation {
             return false;
         }
         let s = self.state.read().unwrap_or_else(|p| p.into_inner());
-        q.jti.and_then(|j| s.jtis.get(j)).is_some_and(|until| *until > q.now)
+        q.jti
+            .and_then(|j| s.jtis.get(j))
+            .is_some_and(|until| *until > q.now)
             || q.sub.and_then(|x| s.subjects.get(x)).is_some_and(|t| q.iat <= *t)
-            || q.client_id.and_then(|x| s.clients.get(x)).is_some_and(|t| q.iat <= *t)
+            || q.client_id
+                .and_then(|x| s.clients.get(x))
+                .is_some_and(|t| q.iat <= *t)
     }
 
     fn write(&self, f: impl FnOnce(&mut State)) {

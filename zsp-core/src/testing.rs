@@ -40,7 +40,9 @@ impl TestIssuer {
     }
     /// An issuer signing with `key`.
     pub fn from_key(issuer: &str, key: SigningKey) -> Self {
-        Self { minter: Minter::new(issuer, key, Duration::from_secs(24 * 3600)) }
+        Self {
+            minter: Minter::new(issuer, key, Duration::from_secs(24 * 3600)),
+        }
     }
     /// Uses `clock` for `iat` of tokens minted without explicit times.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
@@ -70,7 +72,12 @@ impl TestIssuer {
     pub fn token(&self, audience: &str, scopes: &[&str]) -> TokenBuilder<'_> {
         let mut req = MintRequest::new(audience, scopes, Duration::from_secs(60));
         req.subject = Some("test-subject".into());
-        TokenBuilder { issuer: self, req, iat: None, ttl: 60 }
+        TokenBuilder {
+            issuer: self,
+            req,
+            iat: None,
+            ttl: 60,
+        }
     }
     /// Signs an arbitrary header and payload with this issuer's key, for adversarial tests.
     pub fn sign_raw<H: Serialize, P: Serialize>(&self, header: &H, payload: &P) -> String {

@@ -49,7 +49,11 @@ pub struct RequestFacts<'a> {
 impl<'a> RequestFacts<'a> {
     /// Facts for `method` and `path`.
     pub fn new(method: &'a Method, path: &'a str) -> Self {
-        Self { method, path, client_ip: None }
+        Self {
+            method,
+            path,
+            client_ip: None,
+        }
     }
     /// Sets the client address for context rules.
     pub fn client_ip(mut self, ip: Option<IpAddr>) -> Self {
@@ -85,7 +89,9 @@ pub struct Verifier(Arc<Inner>);
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Verifier").field("policy", &self.0.policy).finish_non_exhaustive()
+        f.debug_struct("Verifier")
+            .field("policy", &self.0.policy)
+            .finish_non_exhaustive()
     }
 }
 
@@ -197,7 +203,11 @@ impl Verifier {
     /// Authorization headers…) so that every decision has its audit event.
     pub fn audit_denial(&self, denial: &Denial, req: &RequestFacts<'_>) {
         if self.0.audit {
-            let route = self.0.policy.route_for(req.method, req.path).map(|r| r.template());
+            let route = self
+                .0
+                .policy
+                .route_for(req.method, req.path)
+                .map(|r| r.template());
             AuditEvent {
                 decision: AuditDecision::Deny,
                 reason: denial.reason(),
@@ -243,7 +253,12 @@ impl Verifier {
         .emit();
     }
 
-    async fn verify_inner(&self, token: &str, req: &RequestFacts<'_>, seen: &mut Seen) -> Result<Grant, Denial> {
+    async fn verify_inner(
+        &self,
+        token: &str,
+        req: &RequestFacts<'_>,
+        seen: &mut Seen,
+    ) -> Result<Grant, Denial> {
         let p = &self.0.policy;
         if token.is_empty() {
             return Err(Denial::MissingToken);
@@ -304,7 +319,8 @@ impl Verifier {
 
         // Claims, checked before the signature (all 401 invalid_token).
         let payload = crate::b64::decode(p64).map_err(|_| Denial::Malformed("payload base64"))?;
-        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| Denial::Malformed("payload JSON"))?;
+        let claims: Claims =
+            serde_json::from_slice(&payload).map_err(|_| Denial::Malformed("payload JSON"))?;
         let now = self.0.clock.now();
         check_time(&claims, now, p)?;
         match claims.iss.as_deref() {
@@ -336,10 +352,14 @@ impl Verifier {
         seen.route = Some(rule.template().to_owned());
         let scopes = claims.scopes();
         if !rule.scopes().is_satisfied_by(&scopes) {
-            return Err(Denial::InsufficientScope { required: rule.scopes().to_challenge() });
+            return Err(Denial::InsufficientScope {
+                required: rule.scopes().to_challenge(),
+            });
         }
         if !rule.source_cidrs().is_empty() {
-            let ok = req.client_ip.is_some_and(|ip| rule.source_cidrs().iter().any(|c| c.contains(ip)));
+            let ok = req
+                .client_ip
+                .is_some_and(|ip| rule.source_cidrs().iter().any(|c| c.contains(ip)));
             if !ok {
                 return Err(Denial::SourceNotAllowed);
             }
@@ -384,7 +404,13 @@ impl Verifier {
         }
 
         let claims = seen.claims.take().ok_or(Denial::Malformed("claims"))?;
-        Ok(Grant::new(claims, scopes, payload.into_boxed_slice(), seen.route.clone(), Arc::from(token)))
+        Ok(Grant::new(
+            claims,
+            scopes,
+            payload.into_boxed_slice(),
+            seen.route.clone(),
+            Arc::from(token),
+        ))
     }
 }
 
@@ -395,7 +421,8 @@ fn split_dot(b: &[u8]) -> Option<(&[u8], &[u8])> {
 
 fn check_typ(typ: Option<&str>, require_at_jwt: bool) -> Result<(), Denial> {
     // RFC 7515 §4.1.9: media types compare case-insensitively, "application/" may be omitted.
-    let is_at_jwt = |t: &str| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt");
+    let is_at_jwt =
+        |t: &str| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt");
     match typ {
         Some(t) if is_at_jwt(t) => Ok(()),
         _ if require_at_jwt => Err(Denial::TypMismatch),
@@ -433,5 +460,8 @@ fn check_time(c: &Claims, now: UnixTime, p: &Policy) -> Result<(), Denial> {
 
 /// The JOSE algorithm names zsp can verify, for docs and challenges.
 pub fn algorithm_names(algs: &[Algorithm]) -> String {
-    algs.iter().map(|a| crate::mint::alg_name(*a)).collect::<Vec<_>>().join(" ")
+    algs.iter()
+        .map(|a| crate::mint::alg_name(*a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
