@@ -43,9 +43,13 @@ pub mod clock;
 pub mod crypto;
 pub mod denial;
 pub mod grant;
+#[cfg(feature = "remote-jwks")]
+pub mod jwks;
 pub mod keys;
 pub mod mint;
 pub mod policy;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod replay;
 pub mod revoke;
 pub mod testing;

@@ -1,0 +1,1 @@
+//! The token broker as an axum Router.

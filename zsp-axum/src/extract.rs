@@ -1,0 +1,1 @@
+//! axum extractors and per-route requirements.

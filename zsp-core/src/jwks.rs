@@ -1,0 +1,1 @@
+//! Keys from a remote JWKS: fetch, cache, rotation, stale-if-error.

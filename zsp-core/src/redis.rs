@@ -1,0 +1,1 @@
+//! Redis-backed replay guard and revocation, shared by all replicas.

@@ -1,0 +1,1 @@
+//! Outbound: fetch, cache and attach ephemeral tokens.

@@ -1,0 +1,1 @@
+//! Inbound verification: `VerifyLayer` and `VerifyService`.
