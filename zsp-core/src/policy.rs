@@ -369,6 +369,7 @@ pub fn validate_scope(scope: &str) -> Result<(), PolicyError> {
 pub struct Policy {
     pub(crate) issuers: Vec<String>,
     pub(crate) audience: String,
+    pub(crate) also_audiences: Vec<String>,
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) max_lifetime: u64,
     pub(crate) leeway: u64,
@@ -391,6 +392,10 @@ impl Policy {
     /// This service's audience.
     pub fn audience(&self) -> &str {
         &self.audience
+    }
+    /// Whether `aud` names this service (its audience or an alias).
+    pub fn accepts_audience(&self, aud: &crate::claims::Audience) -> bool {
+        aud.contains(&self.audience) || self.also_audiences.iter().any(|a| aud.contains(a))
     }
     /// The allowed algorithms.
     pub fn algorithms(&self) -> &[Algorithm] {
@@ -454,6 +459,7 @@ impl Policy {
 pub struct PolicyBuilder {
     issuers: Vec<String>,
     audience: Option<String>,
+    also_audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
     max_lifetime: Duration,
     leeway: Duration,
@@ -469,6 +475,7 @@ impl Default for PolicyBuilder {
         Self {
             issuers: Vec::new(),
             audience: None,
+            also_audiences: Vec::new(),
             algorithms: vec![Algorithm::ES256, Algorithm::EdDSA],
             max_lifetime: DEFAULT_MAX_LIFETIME,
             leeway: DEFAULT_LEEWAY,
@@ -490,6 +497,11 @@ impl PolicyBuilder {
     /// Sets this service's audience (`aud` must name it).
     pub fn audience(mut self, aud: impl Into<String>) -> Self {
         self.audience = Some(aud.into());
+        self
+    }
+    /// Another name this service answers to (e.g. its URL besides its logical name).
+    pub fn also_audience(mut self, aud: impl Into<String>) -> Self {
+        self.also_audiences.push(aud.into());
         self
     }
     /// Replaces the allowed algorithms (default ES256 and EdDSA).
@@ -558,6 +570,7 @@ impl PolicyBuilder {
         Ok(Policy {
             issuers: self.issuers,
             audience,
+            also_audiences: self.also_audiences,
             algorithms: self.algorithms,
             max_lifetime: self.max_lifetime.as_secs(),
             leeway: self.leeway.as_secs(),

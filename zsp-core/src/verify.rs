@@ -77,7 +77,7 @@ struct Header<'a> {
 struct Inner {
     policy: Policy,
     keys: Keys,
-    replay: Option<Arc<dyn ReplayGuard>>,
+    replay: Arc<dyn ReplayGuard>,
     revocation: Option<Arc<dyn Revocation>>,
     clock: SharedClock,
     audit: bool,
@@ -129,17 +129,11 @@ impl VerifierBuilder {
     }
     /// Builds the verifier.
     pub fn build(self) -> Verifier {
-        let needs_replay = self
-            .policy
-            .routes
-            .iter()
-            .chain(self.policy.default_route.iter())
-            .any(|r| r.is_single_use());
-        let replay = match self.replay {
-            Some(r) => Some(r),
-            None if needs_replay => Some(Arc::new(MemoryReplayGuard::default()) as Arc<dyn ReplayGuard>),
-            None => None,
-        };
+        // Tokens can demand single use themselves (claim `single_use`), so a guard always
+        // exists: single use is never silently skipped.
+        let replay = self
+            .replay
+            .unwrap_or_else(|| Arc::new(MemoryReplayGuard::default()) as Arc<dyn ReplayGuard>);
         Verifier(Arc::new(Inner {
             policy: self.policy,
             keys: self.keys,
@@ -330,7 +324,7 @@ impl Verifier {
         }
         match &claims.aud {
             None => return Err(Denial::MissingClaim("aud")),
-            Some(aud) if !aud.contains(&p.audience) => return Err(Denial::InvalidAudience),
+            Some(aud) if !p.accepts_audience(aud) => return Err(Denial::InvalidAudience),
             _ => {}
         }
         seen.claims = Some(claims);
@@ -389,10 +383,14 @@ impl Verifier {
             }
         }
 
-        if rule.is_single_use() {
+        if rule.is_single_use() || claims.single_use == Some(true) {
             let jti = claims.jti.as_deref().ok_or(Denial::MissingClaim("jti"))?;
-            let guard = self.0.replay.as_ref().ok_or(Denial::StoreUnavailable("replay"))?;
-            match guard.first_use(jti, now, exp.saturating_add(p.leeway)).await {
+            match self
+                .0
+                .replay
+                .first_use(jti, now, exp.saturating_add(p.leeway))
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => return Err(Denial::Replayed),
                 Err(ReplayError::Full) => return Err(Denial::ReplayStoreFull),
