@@ -7,6 +7,8 @@
 //! issuer = "https://broker.internal"      # the exact `iss` of every token
 //! max_ttl_secs = 60                       # global cap; no client gets more
 //! token_rate_per_sec = 50                 # per-client /token rate limit (burst = 2x)
+//! signing_algorithm = "ES256"             # or "EdDSA"
+//! signing_key_pem = "/etc/zsp/broker.pem" # PKCS#8; absent: a fresh key per start
 //!
 //! [[clients]]
 //! id = "frontend"
@@ -67,6 +69,9 @@ pub enum BrokerConfigError {
     /// The global cap is zero or above one hour.
     #[error("max_ttl must be between 1 s and 3600 s")]
     GlobalTtl,
+    /// Only ES256 and EdDSA signing keys are supported.
+    #[error("signing_algorithm must be ES256 or EdDSA")]
+    SigningAlgorithm,
 }
 
 /// How a client proves who it is at the token endpoint.
@@ -172,6 +177,8 @@ pub struct BrokerPolicy {
     pub(crate) max_ttl: Duration,
     pub(crate) clients: HashMap<String, ClientPolicy>,
     pub(crate) token_rate_per_sec: u32,
+    pub(crate) signing_algorithm: zsp_core::Algorithm,
+    pub(crate) signing_key_pem: Option<std::path::PathBuf>,
 }
 
 impl BrokerPolicy {
@@ -182,6 +189,8 @@ impl BrokerPolicy {
             max_ttl: Duration::from_secs(60),
             clients: Vec::new(),
             token_rate_per_sec: 50,
+            signing_algorithm: zsp_core::Algorithm::ES256,
+            signing_key_pem: None,
         }
     }
     /// Reads a TOML policy file's contents.
@@ -215,9 +224,21 @@ pub struct BrokerPolicyBuilder {
     max_ttl: Duration,
     clients: Vec<ClientPolicy>,
     token_rate_per_sec: u32,
+    signing_algorithm: zsp_core::Algorithm,
+    signing_key_pem: Option<std::path::PathBuf>,
 }
 
 impl BrokerPolicyBuilder {
+    /// The algorithm of the signing key generated at start or loaded (ES256 or EdDSA).
+    pub fn signing_algorithm(mut self, alg: zsp_core::Algorithm) -> Self {
+        self.signing_algorithm = alg;
+        self
+    }
+    /// A PKCS#8 PEM file holding the signing key (default: a fresh key per start).
+    pub fn signing_key_pem(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.signing_key_pem = Some(path.into());
+        self
+    }
     /// The global lifetime cap (default 60 s, at most 3600 s).
     pub fn max_ttl(mut self, ttl: Duration) -> Self {
         self.max_ttl = ttl;
@@ -241,6 +262,12 @@ impl BrokerPolicyBuilder {
         if self.max_ttl.as_secs() == 0 || self.max_ttl > Duration::from_secs(3600) {
             return Err(BrokerConfigError::GlobalTtl);
         }
+        if !matches!(
+            self.signing_algorithm,
+            zsp_core::Algorithm::ES256 | zsp_core::Algorithm::EdDSA
+        ) {
+            return Err(BrokerConfigError::SigningAlgorithm);
+        }
         let mut clients = HashMap::new();
         for c in self.clients {
             if c.id.is_empty() || clients.contains_key(&c.id) {
@@ -259,6 +286,8 @@ impl BrokerPolicyBuilder {
             max_ttl: self.max_ttl,
             clients,
             token_rate_per_sec: self.token_rate_per_sec,
+            signing_algorithm: self.signing_algorithm,
+            signing_key_pem: self.signing_key_pem,
         })
     }
 }
@@ -281,6 +310,10 @@ struct PolicyFile {
     max_ttl_secs: Option<u64>,
     #[serde(default)]
     token_rate_per_sec: Option<u32>,
+    #[serde(default)]
+    signing_algorithm: Option<String>,
+    #[serde(default)]
+    signing_key_pem: Option<std::path::PathBuf>,
     #[serde(default)]
     clients: Vec<ClientFile>,
 }
@@ -319,6 +352,12 @@ impl PolicyFile {
         }
         if let Some(n) = self.token_rate_per_sec {
             b = b.token_rate_per_sec(n);
+        }
+        if let Some(a) = &self.signing_algorithm {
+            b = b.signing_algorithm(zsp_core::keys::parse_alg(a).ok_or(BrokerConfigError::SigningAlgorithm)?);
+        }
+        if let Some(p) = self.signing_key_pem {
+            b = b.signing_key_pem(p);
         }
         for c in self.clients {
             let auth = match (c.secret_sha256, c.jwks) {

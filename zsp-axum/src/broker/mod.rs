@@ -74,6 +74,9 @@ pub enum BrokerError {
     /// A per-client verifier policy could not be built.
     #[error("policy: {0}")]
     Policy(#[from] zsp_core::PolicyError),
+    /// The signing key file could not be read.
+    #[error("signing key file {0}")]
+    KeyFile(String),
 }
 
 pub(crate) struct State {
@@ -134,7 +137,8 @@ pub struct BrokerBuilder {
 }
 
 impl BrokerBuilder {
-    /// The signing key (default: a fresh ES256 key generated at start).
+    /// The signing key (default: the policy's key file, or a fresh key of the policy's
+    /// algorithm generated at start).
     pub fn signing_key(mut self, key: SigningKey) -> Self {
         self.key = Some(key);
         self
@@ -158,9 +162,7 @@ impl BrokerBuilder {
     pub fn build(self) -> Result<Broker, BrokerError> {
         let key = match self.key {
             Some(k) => k,
-            None => SigningKey::generate_es256(
-                &zsp_core::crypto::random_id::<8>().map_err(zsp_core::MintError::from)?,
-            )?,
+            None => initial_key(&self.policy)?,
         };
         let policy = self.policy;
         let issuer = policy.issuer.clone();
@@ -230,6 +232,30 @@ impl BrokerBuilder {
                 token_endpoint,
             }),
         })
+    }
+}
+
+/// The policy's configured key file, or a fresh key. A loaded key's kid is derived from its
+/// public half, so restarts with the same file keep the same kid.
+fn initial_key(p: &BrokerPolicy) -> Result<SigningKey, BrokerError> {
+    let alg = p.signing_algorithm;
+    match &p.signing_key_pem {
+        Some(path) => {
+            let pem =
+                std::fs::read(path).map_err(|e| BrokerError::KeyFile(format!("{}: {e}", path.display())))?;
+            let probe = SigningKey::from_pem("probe", alg, &pem)?;
+            let kid = zsp_core::b64::encode(
+                &zsp_core::crypto::sha256(probe.public_jwk().to_string().as_bytes())[..12],
+            );
+            Ok(SigningKey::from_pem(&kid, alg, &pem)?)
+        }
+        None => {
+            let kid = zsp_core::crypto::random_id::<12>().map_err(zsp_core::MintError::from)?;
+            Ok(match alg {
+                zsp_core::Algorithm::EdDSA => SigningKey::generate_ed25519(&kid)?,
+                _ => SigningKey::generate_es256(&kid)?,
+            })
+        }
     }
 }
 
