@@ -184,7 +184,9 @@ impl Verifier {
 
     /// Verifies `token` for the request described by `req`.
     pub async fn verify(&self, token: &str, req: &RequestFacts<'_>) -> Result<Grant, Denial> {
-        let start = self.0.audit.then(Instant::now);
+        // Building the event costs allocations; skip it when nothing listens to zsp::audit.
+        let start = (self.0.audit && tracing::enabled!(target: "zsp::audit", tracing::Level::INFO))
+            .then(Instant::now);
         let mut seen = Seen::default();
         let result = self.verify_inner(token, req, &mut seen).await;
         if let Some(start) = start {
@@ -196,7 +198,7 @@ impl Verifier {
     /// Records a denial that happened before a token could be verified (no token, two
     /// Authorization headers…) so that every decision has its audit event.
     pub fn audit_denial(&self, denial: &Denial, req: &RequestFacts<'_>) {
-        if self.0.audit {
+        if self.0.audit && tracing::enabled!(target: "zsp::audit", tracing::Level::INFO) {
             let route = self
                 .0
                 .policy
