@@ -112,7 +112,7 @@ async fn serve(app: Router) -> String {
     format!("http://{addr}")
 }
 
-fn header<'a>(resp: &'a reqwest::Response, name: reqwest::header::HeaderName) -> &'a str {
+fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> &str {
     resp.headers()
         .get(name)
         .map(|v| v.to_str().unwrap())
