@@ -503,6 +503,10 @@ fn plain_service(
                     .get::<Grant>()
                     .and_then(|g| g.subject().map(str::to_owned))
                     .unwrap_or_default();
+                // The layer marked the credential sensitive before anything else saw it.
+                if let Some(v) = req.headers().get(http::header::AUTHORIZATION) {
+                    assert!(v.is_sensitive());
+                }
                 Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(sub))))
             },
         ))
@@ -555,4 +559,81 @@ async fn plain_tower_service_wrapped_by_the_layer() {
         .await
         .unwrap();
     assert_problem(resp, 403).await;
+}
+
+/// A `MakeWriter` into a shared buffer, to read what tracing emitted.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn every_decision_is_audited_in_a_span_without_the_token() {
+    use tower::ServiceExt;
+    use tracing_subscriber::{filter::Targets, fmt, prelude::*};
+
+    let e = env();
+    let capture = Capture::default();
+    // Audit events routed to their own sink by target, as the module docs describe.
+    let subscriber = tracing_subscriber::registry().with(
+        fmt::layer()
+            .with_writer(capture.clone())
+            .with_ansi(false)
+            .with_filter(
+                Targets::new()
+                    .with_target("zsp::audit", tracing::Level::INFO)
+                    .with_target("zsp::verify", tracing::Level::INFO),
+            ),
+    );
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let svc = plain_service(e.verifier.clone());
+    let token = e.token(&["orders:read"]);
+    let requests = [
+        Some(format!("Bearer {token}")),
+        None,
+        Some("Bearer not-a-token".to_owned()),
+        Some(format!("Bearer {}", e.token(&["nothing"]))),
+    ];
+    for auth in requests {
+        let mut req = http::Request::get("/orders/5");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        svc.clone()
+            .oneshot(req.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+    }
+    let out = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    for (line, reason) in lines
+        .iter()
+        .zip(["ok", "missing_token", "malformed", "insufficient_scope"])
+    {
+        assert!(line.contains("zsp.verify"), "not in the request span: {line}");
+        assert!(
+            line.contains(&format!("reason=\"{reason}\"")) || line.contains(&format!("reason={reason}")),
+            "{line}"
+        );
+    }
+    assert!(lines[0].contains("allow"), "{}", lines[0]);
+    assert!(lines[0].contains("/orders/{id}"), "{}", lines[0]);
+    assert!(!out.contains(&token), "the token reached the audit log");
 }

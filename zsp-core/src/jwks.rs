@@ -656,8 +656,13 @@ mod tests {
 
     #[tokio::test]
     async fn never_fetched_yields_no_keys() {
-        // Port 9 (discard) on localhost: nothing listens, the fetch fails fast.
-        let jwks = RemoteJwks::from_jwks_uri("http://127.0.0.1:9/jwks").unwrap();
+        // A port that was just free: nothing listens, the fetch fails fast.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let jwks = RemoteJwks::from_jwks_uri(format!("http://127.0.0.1:{port}/jwks")).unwrap();
         assert!(jwks.current().is_none());
         assert!(jwks.refresh_for_unknown_kid(Some("k")).await.is_none());
         // Rate-limited: a second unknown kid right away does not fetch again.

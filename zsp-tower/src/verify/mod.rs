@@ -31,15 +31,20 @@
 //!
 //! **Audit.** Every decision emits one event on target `zsp::audit` (the verifier's, or one for
 //! denials before a token exists, or an `anonymous` allow), inside a `zsp.verify` span per
-//! request. To send audit events to their own sink, give them a dedicated layer with a target
-//! filter and keep them out of the application log:
+//! request (target `zsp::verify`, field `method`). To send audit events to their own sink,
+//! give them a dedicated layer with a target filter and keep them out of the application log;
+//! enabling `zsp::verify` on that layer too keeps the request span as their context:
 //!
 //! ```
 //! use tracing_subscriber::{filter::Targets, fmt, prelude::*};
 //!
 //! let audit = fmt::layer()
 //!     .with_writer(std::io::stderr) // e.g. a file or a socket to the audit store
-//!     .with_filter(Targets::new().with_target("zsp::audit", tracing::Level::INFO));
+//!     .with_filter(
+//!         Targets::new()
+//!             .with_target("zsp::audit", tracing::Level::INFO)
+//!             .with_target("zsp::verify", tracing::Level::INFO),
+//!     );
 //! let app = fmt::layer().with_filter(
 //!     Targets::new()
 //!         .with_default(tracing::Level::INFO)
