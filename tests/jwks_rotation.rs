@@ -30,6 +30,8 @@ enum Mode {
     Error500,
     Garbage,
     Huge,
+    /// Over the limit with no Content-Length: only streaming with a running total stops it.
+    HugeChunked,
     Stall,
 }
 
@@ -75,6 +77,12 @@ async fn jwks_doc(State(s): State<Jwks>) -> Response {
         Mode::Error500 => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         Mode::Garbage => ([(CONTENT_TYPE, "application/json")], "{\"keys\": [ {\"kty\": ").into_response(),
         Mode::Huge => ([(CONTENT_TYPE, "application/json")], " ".repeat(300 * 1024)).into_response(),
+        Mode::HugeChunked => {
+            let chunks = futures_util::stream::iter(
+                (0..300).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 1024]))),
+            );
+            axum::body::Body::from_stream(chunks).into_response()
+        }
         Mode::Stall => {
             s.stall.notified().await;
             ([(CONTENT_TYPE, "application/json")], doc).into_response()
@@ -314,6 +322,7 @@ async fn stale_if_error_keeps_known_kids_verifying() {
         (Mode::Error500, "status"),
         (Mode::Garbage, "keys"),
         (Mode::Huge, "too large"),
+        (Mode::HugeChunked, "too large"),
     ] {
         server.state.set_mode(mode);
         // Past max-age (120 s): the keys are stale and a refresh is due.

@@ -608,6 +608,15 @@ mod tests {
         assert_eq!(max_age("max-age=-1"), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn header_and_url_parsers_never_panic(s in "\\PC*") {
+            let _ = max_age(&s);
+            let _ = well_known_urls(&s);
+            let _ = parse_http_url(&s);
+        }
+    }
+
     #[test]
     fn rfc8414_3_1_well_known_inserted_before_path() {
         let (a, b) = well_known_urls("https://idp.example/tenant1").unwrap();

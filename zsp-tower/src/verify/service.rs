@@ -300,6 +300,25 @@ mod tests {
         assert!(matches!(credentials(&h, None), Ok(Some(Credential::DPoP))));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn untrusted_header_and_query_bytes_never_panic(
+            auth in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            fwd in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            query in "\\PC*",
+        ) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&auth) {
+                h.insert(AUTHORIZATION, v);
+            }
+            if let Ok(v) = HeaderValue::from_bytes(&fwd) {
+                h.insert(http::header::FORWARDED, v);
+            }
+            let _ = credentials(&h, Some(&query));
+            let _ = forwarded_ip(&h, &http::header::FORWARDED);
+        }
+    }
+
     #[test]
     fn proxy_header_takes_rightmost_entry() {
         let name = http::HeaderName::from_static("x-forwarded-for");
