@@ -437,3 +437,39 @@ async fn rfc8414_discovery_and_issuer_mismatch() {
     assert_eq!(server.state.hits(), hits, "the JWKS was never fetched");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn stale_keys_are_refreshed_in_the_background_per_max_age() {
+    let server = Server::start().await;
+    let clock = clock();
+    let (old, new) = (issuer("key-1", &clock), issuer("key-2", &clock));
+    server.state.publish(&[&old]);
+    let jwks = remote(&server.jwks_uri(), &clock);
+    let v = verifier(&jwks, &clock);
+    assert_eq!(check(&v, &old).await, Ok(()));
+    let first_fetch = jwks.fetched_at().unwrap();
+
+    // The issuer rotates key-1 out. Within max-age (120 s) nothing is fetched.
+    server.state.publish(&[&new]);
+    clock.advance(119);
+    assert_eq!(check(&v, &old).await, Ok(()));
+    assert_eq!(server.state.hits(), 1);
+
+    // Past max-age the read is served from the current keys at once and starts one
+    // background refresh.
+    clock.advance(2);
+    assert_eq!(check(&v, &old).await, Ok(()));
+    for _ in 0..1000 {
+        if jwks.fetched_at() != Some(first_fetch) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(jwks.fetched_at(), Some(first_fetch + 121));
+    assert_eq!(server.state.hits(), 2);
+    // The new key verifies without an unknown-kid fetch; the retired one no longer does.
+    assert_eq!(check(&v, &new).await, Ok(()));
+    assert_eq!(check(&v, &old).await, Err(Denial::UnknownKey));
+    assert_eq!(server.state.hits(), 2);
+    server.stop().await;
+}
