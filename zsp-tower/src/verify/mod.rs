@@ -20,6 +20,10 @@
 //!    `status` only. The exact reason goes to the audit event, never to the client.
 //!    [`VerifyLayer::on_denial`] replaces that response.
 //!
+//! Response bodies: any `ResBody: From<Bytes>` works (axum's `Body`, `http_body_util::Full`);
+//! map other body types with `tower::ServiceBuilder::map_response`. CORS preflight requests
+//! carry no credentials: put a CORS layer outside this one so it answers them first.
+//!
 //! **Anonymous mode.** [`VerifyLayer::allow_anonymous`] lets requests with *no* credentials
 //! through without a `Grant`; bad credentials are still denied.
 //!
