@@ -61,6 +61,8 @@ pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use denial::Denial;
 pub use grant::Grant;
 pub use jsonwebtoken::Algorithm;
+#[cfg(feature = "remote-jwks")]
+pub use jwks::{JwksError, RemoteJwks};
 pub use keys::{KeyError, KeySet, KeySource, VerifyingKey};
 pub use mint::{MintError, MintRequest, Minter, SigningKey};
 pub use policy::{Policy, PolicyBuilder, PolicyConfig, PolicyError, RouteRule, ScopeRequirement};

@@ -360,6 +360,14 @@ impl Verifier {
                 return Err(Denial::SourceNotAllowed);
             }
         }
+        if let Some(cidrs) = claims.client_id.as_deref().and_then(|c| p.client_cidrs(c)) {
+            let ok = req
+                .client_ip
+                .is_some_and(|ip| cidrs.iter().any(|c| c.contains(ip)));
+            if !ok {
+                return Err(Denial::SourceNotAllowed);
+            }
+        }
         if rule.is_sender_constrained() && claims.cnf.as_ref().and_then(|c| c.jkt.as_ref()).is_none() {
             return Err(Denial::SenderConstraintRequired);
         }

@@ -11,4 +11,5 @@
 pub mod outbound;
 pub mod verify;
 
+pub use verify::{VerifyLayer, VerifyService};
 pub use zsp_core;
