@@ -11,4 +11,6 @@
 pub mod outbound;
 pub mod verify;
 
+pub use outbound::{AccessToken, AttachLayer, CachedTokenSource, ClientCredentials, FetchError};
+pub use outbound::{PerRequest, TokenEndpoint, TokenExchange, TokenRequest, TokenSource};
 pub use zsp_core;
