@@ -231,6 +231,7 @@ fn clock() -> ManualClock {
 }
 
 async fn broker(clock: &ManualClock, client_key: &SigningKey) -> Arc<Broker> {
+    logs();
     // Bind first: the broker must know its own URL (its issuer identifier).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -859,6 +860,24 @@ async fn rfc8693_exchange_downscopes_records_the_actor_and_never_widens() {
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
+/// One global subscriber at TRACE writing into a buffer, installed before any test emits
+/// anything. A per-test `set_default` would race with other test threads over tracing's
+/// cached callsite interest and miss events.
+fn logs() -> &'static Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Captured::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        buf
+    })
+}
+
 impl std::io::Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
@@ -869,17 +888,8 @@ impl std::io::Write for Captured {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_secrets_never_reach_debug_output_or_logs() {
-    let buf = Captured::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
     let clock = clock();
     let b = broker(&clock, &client_key()).await;
     let (api, api_url) = api(&b).await;
@@ -916,7 +926,9 @@ async fn tokens_and_secrets_never_reach_debug_output_or_logs() {
     debug += &format!("{:?}", cache.token(&orders()).await.unwrap_err());
     debug += &format!("{:?}", cache.token(&orders()).await.unwrap_err());
 
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    // The capture holds every test's logs (all tests share one global subscriber), so the
+    // client secrets are checked against the whole run's output.
+    let logs = String::from_utf8(logs().0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("zsp.token_fetch"), "spans are captured: {logs}");
     assert!(logs.contains("orders-api") && logs.contains("latency_ms"));
     assert!(logs.contains("cache=\"miss\""), "{logs}");
