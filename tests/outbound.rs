@@ -214,6 +214,11 @@ async fn metadata(State(b): State<Arc<Broker>>) -> Response {
     Json(json!({"issuer": b.url, "token_endpoint": format!("{}/token", b.url)})).into_response()
 }
 
+async fn oidc_metadata(State(b): State<Arc<Broker>>) -> Response {
+    Json(json!({"issuer": format!("{}/oidc", b.url), "token_endpoint": format!("{}/token", b.url)}))
+        .into_response()
+}
+
 async fn evil_metadata(State(b): State<Arc<Broker>>) -> Response {
     Json(json!({"issuer": "https://attacker.example", "token_endpoint": format!("{}/token", b.url)}))
         .into_response()
@@ -269,6 +274,7 @@ async fn broker(clock: &ManualClock, client_key: &SigningKey) -> Arc<Broker> {
         .route("/token", post(token_endpoint))
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/oauth-authorization-server/evil", get(evil_metadata))
+        .route("/oidc/.well-known/openid-configuration", get(oidc_metadata))
         .with_state(Arc::clone(&b));
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     b
@@ -715,6 +721,16 @@ async fn rfc6749_2_3_1_client_secret_basic_and_post_work_and_wrong_secrets_are_i
             "{err:?}"
         );
     }
+    // Discovery falls back to OpenID Connect Discovery when RFC 8414 metadata is missing.
+    let discovered = ClientCredentials::new(
+        TokenEndpoint::builder()
+            .issuer(format!("{}/oidc", b.url))
+            .client_id(BASIC_ID)
+            .client_secret_basic(BASIC_SECRET)
+            .build()
+            .unwrap(),
+    );
+    discovered.token(&orders()).await.unwrap();
     // RFC 8707: an audience the broker does not serve.
     let err = basic(&b)
         .token(&TokenRequest::new("elsewhere"))

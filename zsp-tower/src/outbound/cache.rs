@@ -239,9 +239,9 @@ impl<S: TokenSource> CachedTokenSource<S> {
 impl<S: TokenSource> Inner<S> {
     fn margin(&self, token: &AccessToken) -> u64 {
         let lifetime = token.lifetime();
-        (lifetime * self.margin_percent / 100)
-            .max(self.min_margin)
-            .min(lifetime)
+        // u128: a broker may send an absurd expires_in; that must not overflow.
+        let share = (u128::from(lifetime) * u128::from(self.margin_percent) / 100) as u64;
+        share.max(self.min_margin).min(lifetime)
     }
 
     fn backoff(&self, failures: u32) -> u64 {
@@ -492,6 +492,8 @@ mod tests {
         let (_, cache, _) = setup(10);
         let t = cache.token(&req).await.unwrap();
         assert_eq!(cache.inner.margin(&t), 5);
+        let huge = AccessToken::new("x", TokenType::Bearer, 1, u64::MAX, None).unwrap();
+        assert_eq!(cache.inner.margin(&huge), (u64::MAX - 1) / 5);
     }
 
     #[tokio::test]

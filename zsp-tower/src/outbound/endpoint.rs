@@ -140,6 +140,8 @@ pub struct TokenEndpointBuilder {
     max_response_bytes: usize,
     default_lifetime: u64,
     allow_http: bool,
+    assertion_audience: Option<AssertionAudience>,
+    assertion_lifetime: Option<Duration>,
 }
 
 impl TokenEndpoint {
@@ -158,6 +160,8 @@ impl TokenEndpoint {
             max_response_bytes: 64 * 1024,
             default_lifetime: 60,
             allow_http: false,
+            assertion_audience: None,
+            assertion_lifetime: None,
         }
     }
 
@@ -410,6 +414,17 @@ impl TokenEndpointBuilder {
         };
         self
     }
+    /// The `aud` of `private_key_jwt` assertions (default: the issuer when known, else the
+    /// token endpoint).
+    pub fn assertion_audience(mut self, audience: AssertionAudience) -> Self {
+        self.assertion_audience = Some(audience);
+        self
+    }
+    /// The lifetime of `private_key_jwt` assertions, 1 to 60 s (default 60 s).
+    pub fn assertion_lifetime(mut self, d: Duration) -> Self {
+        self.assertion_lifetime = Some(d);
+        self
+    }
     /// Any client authentication.
     pub fn client_auth(mut self, auth: ClientAuth) -> Self {
         self.auth = auth;
@@ -454,7 +469,18 @@ impl TokenEndpointBuilder {
     }
 
     /// Validates and builds.
-    pub fn build(self) -> Result<TokenEndpoint, FetchError> {
+    pub fn build(mut self) -> Result<TokenEndpoint, FetchError> {
+        if let ClientAuth::PrivateKeyJwt {
+            audience, lifetime, ..
+        } = &mut self.auth
+        {
+            if let Some(a) = self.assertion_audience.take() {
+                *audience = a;
+            }
+            if let Some(l) = self.assertion_lifetime.take() {
+                *lifetime = l;
+            }
+        }
         let client_id = self
             .client_id
             .filter(|c| !c.is_empty())
@@ -568,8 +594,17 @@ pub(crate) fn map_reqwest(e: reqwest::Error) -> FetchError {
     if e.is_timeout() {
         FetchError::Timeout
     } else {
-        // Without the URL: it is in the span already and may carry a query string.
-        FetchError::Transport(e.without_url().to_string())
+        // Without the URL (it is in the span already and may carry a query string), with the
+        // causes, which say what actually failed ("connection refused").
+        let e = e.without_url();
+        let mut msg = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            msg.push_str(": ");
+            msg.push_str(&c.to_string());
+            cause = c.source();
+        }
+        FetchError::Transport(msg)
     }
 }
 
@@ -754,6 +789,29 @@ mod tests {
                 .build()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn rfc7523_assertions_live_at_most_60_s() {
+        let key = SigningKey::generate_es256("k").unwrap();
+        let b = || {
+            TokenEndpoint::builder()
+                .client_id("c")
+                .token_endpoint("https://x/t")
+                .private_key_jwt(key.clone())
+        };
+        assert!(b().assertion_lifetime(Duration::from_secs(61)).build().is_err());
+        assert!(b().assertion_lifetime(Duration::ZERO).build().is_err());
+        let ep = b()
+            .assertion_lifetime(Duration::from_secs(30))
+            .assertion_audience(AssertionAudience::TokenEndpoint)
+            .build()
+            .unwrap();
+        assert!(matches!(
+            &ep.0.auth,
+            ClientAuth::PrivateKeyJwt { audience: AssertionAudience::TokenEndpoint, lifetime, .. }
+                if lifetime.as_secs() == 30
+        ));
     }
 
     #[test]

@@ -142,3 +142,74 @@ impl Middleware for AttachMiddleware {
         next.run(again, extensions).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::{AccessToken, TokenType};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl TokenSource for Arc<Counting> {
+        async fn token(&self, _: &TokenRequest) -> Result<AccessToken, FetchError> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            AccessToken::new(format!("tok{n}"), TokenType::Bearer, 0, 100, None)
+        }
+    }
+
+    /// Answers 401 invalid_token to the first `rejects` requests, then 200; records the
+    /// Authorization header of each.
+    async fn api(rejects: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0; 8192];
+                let n = sock.read(&mut buf).await.unwrap();
+                let text = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+                let auth = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("authorization: "))
+                    .unwrap_or_default()
+                    .to_owned();
+                let count = {
+                    let mut s = s.lock().unwrap();
+                    s.push(auth);
+                    s.len()
+                };
+                let resp = if count <= rejects {
+                    "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Bearer error=\"invalid_token\"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                } else {
+                    "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                };
+                sock.write_all(resp.as_bytes()).await.unwrap();
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn rfc6750_3_1_invalid_token_is_retried_once_with_a_new_token() {
+        let src = Arc::new(Counting::default());
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(AttachMiddleware::new(Arc::clone(&src), TokenRequest::new("api")))
+            .build();
+        let (url, seen) = api(1).await;
+        let resp = client.post(&url).body("payload").send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(*seen.lock().unwrap(), ["bearer tok0", "bearer tok1"]);
+
+        let (url, seen) = api(5).await;
+        let resp = client.post(&url).body("payload").send().await.unwrap();
+        assert_eq!(resp.status(), 401, "never more than one retry");
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+}

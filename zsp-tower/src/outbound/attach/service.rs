@@ -237,6 +237,108 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbound::{AccessToken, AttachLayer, TokenType};
+    use std::sync::Mutex;
+    use tower::ServiceBuilder;
+
+    /// Hands out `tok-<audience>-<n>` and records what it was asked for.
+    #[derive(Default)]
+    struct Recording {
+        asked: Mutex<Vec<TokenRequest>>,
+        invalidated: Mutex<usize>,
+    }
+
+    #[async_trait::async_trait]
+    impl TokenSource for Arc<Recording> {
+        async fn token(&self, req: &TokenRequest) -> Result<AccessToken, FetchError> {
+            let mut asked = self.asked.lock().unwrap();
+            asked.push(req.clone());
+            let value = format!("tok-{}-{}", req.audience().unwrap_or("none"), asked.len());
+            AccessToken::new(value, TokenType::Bearer, 0, 100, None)
+        }
+        async fn invalidate(&self, _req: &TokenRequest, _rejected: &AccessToken) {
+            *self.invalidated.lock().unwrap() += 1;
+        }
+    }
+
+    fn echo() -> impl Service<
+        Request<String>,
+        Response = Response<String>,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone {
+        tower::service_fn(|req: Request<String>| async move {
+            let auth = req.headers()[header::AUTHORIZATION].to_str().unwrap().to_owned();
+            let mut resp = Response::new(auth);
+            if req.body() == "reject" {
+                *resp.status_mut() = StatusCode::UNAUTHORIZED;
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    "Bearer error=\"invalid_token\"".parse().unwrap(),
+                );
+            }
+            Ok(resp)
+        })
+    }
+
+    #[tokio::test]
+    async fn token_request_from_extension_then_closure() {
+        let src = Arc::new(Recording::default());
+        let svc = ServiceBuilder::new()
+            .layer(AttachLayer::per_request(Arc::clone(&src), |parts| {
+                let aud = parts
+                    .uri
+                    .path()
+                    .split('/')
+                    .nth(1)
+                    .filter(|s| !s.is_empty())?
+                    .to_owned();
+                Some(TokenRequest::new(aud).scopes(["read"]))
+            }))
+            .service(echo());
+        let resp = svc
+            .clone()
+            .oneshot(Request::get("/billing/x").body(String::new()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.body(), "Bearer tok-billing-1");
+        let mut req = Request::get("/billing/x").body(String::new()).unwrap();
+        req.extensions_mut().insert(TokenRequest::new("override"));
+        let resp = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.body(), "Bearer tok-override-2");
+        // A caller-set Authorization header is replaced, never forwarded.
+        let req = Request::get("/orders")
+            .header("authorization", "Bearer stolen")
+            .body(String::new())
+            .unwrap();
+        assert_eq!(
+            svc.clone().oneshot(req).await.unwrap().body(),
+            "Bearer tok-orders-3"
+        );
+        // No TokenRequest at all: fail closed, nothing sent.
+        let err = svc
+            .oneshot(Request::get("/").body(String::new()).unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AttachError::Token(FetchError::Config(_))));
+        assert_eq!(src.asked.lock().unwrap()[0].scope_set().to_string(), "read");
+    }
+
+    #[tokio::test]
+    async fn retry_can_be_turned_off() {
+        let src = Arc::new(Recording::default());
+        let layer = AttachLayer::new(Arc::clone(&src), TokenRequest::new("a"));
+        let svc = ServiceBuilder::new().layer(layer.clone()).service(echo());
+        let resp = svc.oneshot(Request::new("reject".to_owned())).await.unwrap();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(*src.invalidated.lock().unwrap(), 1);
+        assert_eq!(src.asked.lock().unwrap().len(), 2, "one refetch");
+        let svc = ServiceBuilder::new()
+            .layer(layer.retry_on_invalid_token(false))
+            .service(echo());
+        svc.oneshot(Request::new("reject".to_owned())).await.unwrap();
+        assert_eq!(src.asked.lock().unwrap().len(), 3, "no refetch");
+    }
 
     #[test]
     fn rfc6750_3_1_only_invalid_token_triggers_retry() {
