@@ -40,6 +40,8 @@ enum Mode {
     Oversized,
     OversizedStream,
     Stall,
+    /// Holds every request until the mode changes (a broker slower than any caller waits).
+    Hold,
     OAuthError(&'static str),
 }
 
@@ -145,8 +147,11 @@ async fn token_endpoint(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     b.calls.fetch_add(1, Ordering::SeqCst);
+    while b.mode() == Mode::Hold {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     match b.mode() {
-        Mode::Normal => {}
+        Mode::Normal | Mode::Hold => {}
         Mode::Unavailable => return (StatusCode::SERVICE_UNAVAILABLE, "<html>down</html>").into_response(),
         Mode::Garbage => return (StatusCode::OK, "<html>not json</html>").into_response(),
         Mode::Oversized => return (StatusCode::OK, vec![b'x'; 100 * 1024]).into_response(),
@@ -436,12 +441,23 @@ async fn three_lifetimes_need_at_most_four_fetches_and_nobody_waits_on_a_refresh
     let svc = ServiceBuilder::new()
         .layer(AttachLayer::new(cache.clone(), orders()))
         .service(ReqwestService::new(reqwest::Client::new()));
+    assert_eq!(
+        svc.clone().oneshot(get_req(&api_url)).await.unwrap().status(),
+        200
+    );
     for t in 0..180 {
         clock.set(START + t);
+        // The broker holds every call while this step's requests run: a request that waited
+        // for a refresh would never finish (the timeout only turns that hang into a failure).
+        b.set_mode(Mode::Hold);
         for _ in 0..3 {
-            let resp = svc.clone().oneshot(get_req(&api_url)).await.unwrap();
+            let resp = tokio::time::timeout(Duration::from_secs(10), svc.clone().oneshot(get_req(&api_url)))
+                .await
+                .unwrap_or_else(|_| panic!("a request waited on the broker at t+{t}"))
+                .unwrap();
             assert_eq!(resp.status(), 200, "at t+{t}");
         }
+        b.set_mode(Mode::Normal);
         settle(&cache).await;
     }
     let stats = cache.stats();
@@ -452,7 +468,7 @@ async fn three_lifetimes_need_at_most_four_fetches_and_nobody_waits_on_a_refresh
         "only the cold start waited for a fetch: {stats:?}"
     );
     assert!(stats.refresh_window_hits > 0);
-    assert_eq!(api.calls.load(Ordering::SeqCst), 540);
+    assert_eq!(api.calls.load(Ordering::SeqCst), 541);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,11 @@
 //!
 //! Time comes from an injectable [`Clock`]; give the token endpoint the same clock so that
 //! `expires_at` and "now" agree.
+//!
+//! One cache wraps one source, so the source (its token endpoint and client) is implicitly
+//! part of every key. Fetches and refreshes get a `zsp.token_cache.fetch` span (source,
+//! audience, `cache` = miss / refresh, latency); hits only a TRACE event, because the hit path
+//! is about a hundred nanoseconds and a span would cost more than the lookup.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -236,6 +241,15 @@ impl<S: TokenSource> CachedTokenSource<S> {
     }
 }
 
+struct RefreshDone<S>(Arc<Inner<S>>, Arc<Slot>);
+
+impl<S> Drop for RefreshDone<S> {
+    fn drop(&mut self) {
+        self.1.state().refreshing = false;
+        self.0.counters.refreshing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl<S: TokenSource> Inner<S> {
     fn margin(&self, token: &AccessToken) -> u64 {
         let lifetime = token.lifetime();
@@ -291,23 +305,25 @@ impl<S: TokenSource> Inner<S> {
         let req = req.clone();
         self.counters.refreshing.fetch_add(1, Ordering::SeqCst);
         handle.spawn(async move {
-            let guard = slot.fetch.lock().await;
-            // A foreground fetch may have replaced the token while this task waited.
+            // Clears the flags even if this task is cancelled mid-fetch (runtime shutdown), so
+            // the slot can refresh again.
+            let _done = RefreshDone(Arc::clone(&this), Arc::clone(&slot));
+            let _guard = slot.fetch.lock().await;
+            // A foreground fetch may have replaced the token, or failed and started a backoff,
+            // while this task waited for the lock.
             let still_needed = {
                 let st = slot.state();
                 let now = this.clock.now();
-                match &st.token {
-                    Some(t) => now >= t.expires_at() - this.margin(t),
-                    None => true,
-                }
+                now >= st.retry_at
+                    && match &st.token {
+                        Some(t) => now >= t.expires_at() - this.margin(t),
+                        None => true,
+                    }
             };
             if still_needed {
                 // The result is recorded in the slot; errors are already logged and backed off.
                 let _ = this.fetch(&slot, &req, "refresh").await;
             }
-            drop(guard);
-            slot.state().refreshing = false;
-            this.counters.refreshing.fetch_sub(1, Ordering::SeqCst);
         });
         true
     }
