@@ -758,6 +758,22 @@ mod tests {
     }
 
     #[test]
+    fn truncated_and_mangled_responses_never_panic() {
+        let good = br#"{"access_token":"abc","token_type":"Bearer","expires_in":30,"scope":"a"}"#;
+        for i in 0..good.len() {
+            let _ = parse_success(&good[..i], u64::MAX - 5, u64::MAX);
+            let _ = parse_error(400, &good[..i]);
+            let mut m = good.to_vec();
+            m[i] ^= 0x80;
+            let _ = parse_success(&m, 0, 60);
+            m[i] = b'"';
+            let _ = parse_success(&m, 0, 60);
+        }
+        let huge = br#"{"access_token":"abc","token_type":"Bearer","expires_in":18446744073709551615}"#;
+        assert_eq!(parse_success(huge, 10, 60).unwrap().expires_at(), u64::MAX);
+    }
+
+    #[test]
     fn rfc6749_5_2_errors_are_typed() {
         let e = parse_error(400, br#"{"error":"invalid_scope","error_description":"no"}"#);
         assert_eq!(
