@@ -1,6 +1,6 @@
 //! [`AttachLayer`]: puts a fresh-enough access token on every outbound request.
 //!
-//! For each request the layer decides what token it needs (a [`TokenRequest`] from the
+//! For each request the layer decides what token it needs (a [`TokenRequest`](crate::outbound::TokenRequest) from the
 //! request's extensions, else from a per-request closure, else the layer's fixed one), gets it
 //! from a [`TokenSource`](crate::outbound::TokenSource) (usually a
 //! [`CachedTokenSource`](crate::outbound::CachedTokenSource)), and sets
