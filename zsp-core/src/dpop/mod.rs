@@ -1,0 +1,41 @@
+//! DPoP (RFC 9449): sender-constrained tokens, on both sides, framework-free.
+//!
+//! * Client: a [`DpopKey`] makes one proof per request ([`DpopKey::proof`]) and names itself
+//!   by its RFC 7638 thumbprint ([`DpopKey::thumbprint`]), which a broker puts in `cnf.jkt`.
+//! * Server: a [`DpopVerifier`] runs every check of RFC 9449 §4.3 on the `DPoP` header values
+//!   of a request and returns the proof key's [`Jkt`]; callers compare it with the token's
+//!   `cnf.jkt` by passing that as `expected_jkt`.
+//! * Nonces: a [`NonceIssuer`] derives stateless time-step nonces from a shared secret, so
+//!   every replica accepts every other replica's nonces (RFC 9449 §8).
+//!
+//! Invariants:
+//! * fail closed: every malformed, unexpected or unverifiable input denies, with
+//!   [`Denial::InvalidDpopProof`](crate::Denial::InvalidDpopProof) (401 `invalid_dpop_proof`),
+//!   [`Denial::UseDpopNonce`](crate::Denial::UseDpopNonce) (401 `use_dpop_nonce`) or a 503
+//!   when the replay store cannot answer; no panic is reachable from input;
+//! * the proof key comes from the proof header and is trusted for nothing but the proof: it
+//!   must be public, asymmetric, of an allowed algorithm, and consistent with the header `alg`;
+//! * a proof's `htu` must not carry a query or fragment (RFC 9449 §4.2 says it has none); the
+//!   request URI's query and fragment are ignored; both sides are compared in RFC 3986
+//!   normal form ([`normalize_htu`]);
+//! * proof `jti`s are single-use through a [`ReplayGuard`](crate::ReplayGuard), stored hashed
+//!   and scoped to the target URI, and recorded only once every other check has passed;
+//! * `now` is always injected, so every time window is testable without sleeping.
+//!
+//! What the inbound layer adds around [`DpopVerifier::verify`]: the `Authorization: DPoP`
+//! scheme, refusing a bound token (`cnf.jkt`) presented as `Bearer`
+//! ([`Denial::DpopBoundTokenAsBearer`](crate::Denial::DpopBoundTokenAsBearer), RFC 9449 §7.2),
+//! the `WWW-Authenticate` challenge ([`DpopVerifier::challenge`]) and `DPoP-Nonce` headers
+//! ([`DpopVerifier::fresh_nonce`]).
+
+mod htu;
+mod nonce;
+mod proof;
+mod thumbprint;
+mod verify;
+
+pub use htu::{HtuError, MAX_HTU_LEN, normalize_htu};
+pub use nonce::{NonceConfigError, NonceError, NonceIssuer, NonceIssuerBuilder};
+pub use proof::{DPOP_TYP, DpopError, DpopKey, access_token_hash};
+pub use thumbprint::{Jkt, ThumbprintError, jwk_thumbprint};
+pub use verify::{DpopConfigError, DpopVerifier, DpopVerifierBuilder, MAX_PROOF_BYTES};
