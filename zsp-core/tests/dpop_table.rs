@@ -1,5 +1,5 @@
-//! The DPoP decision table: one denying case per check of RFC 9449 §4.3 (and §7.2, §8), plus
-//! accepting cases. Each case asserts the exact `Denial` (including the internal reason) or
+//! The DPoP decision table: one denying case per check of RFC 9449 §4.3 (case names carry the
+//! step number of the §4.3 list), plus §7.2, §8 and §11.1, and accepting cases. Each case asserts the exact `Denial` (including the internal reason) or
 //! the returned thumbprint.
 
 use std::sync::Arc;
@@ -279,14 +279,14 @@ async fn rfc9449_4_3_denying_table() {
             Req::new(fx.proof(|h, _| h["alg"] = json!("EdDSA"))),
             deny("alg does not match jwk"),
         ),
-        // Step 6: a public jwk.
+        // Steps 6 and 7: a usable public jwk, and the signature by it.
         (
-            "rfc9449_4_3_6_private_key_in_jwk",
+            "rfc9449_4_3_7_private_key_in_jwk",
             Req::new(fx.proof(|h, _| h["jwk"]["d"] = json!("AAAA"))),
             deny("private key in jwk"),
         ),
         (
-            "rfc9449_4_3_6_symmetric_jwk",
+            "rfc9449_4_3_7_symmetric_jwk",
             Req::new(fx.proof(|h, _| h["jwk"] = json!({"kty": "oct", "k": "c2VjcmV0"}))),
             deny("private key in jwk"),
         ),
@@ -307,14 +307,13 @@ async fn rfc9449_4_3_denying_table() {
             Req::new(fx.proof(|h, _| h["jwk"]["y"] = h["jwk"]["x"].clone())),
             deny("unusable jwk"),
         ),
-        // Step 7: signature by that key.
         (
-            "rfc9449_4_3_7_signed_by_other_key",
+            "rfc9449_4_3_6_signed_by_other_key",
             Req::new(fx.proof_by(&fx.other, |h, _| *h = fx.header())),
             deny("bad signature"),
         ),
         (
-            "rfc9449_4_3_7_signature_truncated",
+            "rfc9449_4_3_6_signature_truncated",
             Req::new({
                 let mut p = fx.proof(|_, _| {});
                 p.truncate(p.len() - 4);
@@ -323,7 +322,7 @@ async fn rfc9449_4_3_denying_table() {
             deny("bad signature"),
         ),
         (
-            "rfc9449_4_3_7_claims_tampered",
+            "rfc9449_4_3_6_claims_tampered",
             Req::new({
                 let p = fx.proof(|_, _| {});
                 let mut parts: Vec<String> = p.split('.').map(String::from).collect();
@@ -347,7 +346,7 @@ async fn rfc9449_4_3_denying_table() {
             deny("htm mismatch"),
         ),
         (
-            "rfc9449_4_3_8_missing_htm",
+            "rfc9449_4_3_3_missing_htm",
             Req::new(fx.proof(|_, c| {
                 c.as_object_mut().unwrap().remove("htm");
             })),
@@ -390,7 +389,7 @@ async fn rfc9449_4_3_denying_table() {
             deny("invalid htu"),
         ),
         (
-            "rfc9449_4_3_9_missing_htu",
+            "rfc9449_4_3_3_missing_htu",
             Req::new(fx.proof(|_, c| {
                 c.as_object_mut().unwrap().remove("htu");
             })),
@@ -418,21 +417,21 @@ async fn rfc9449_4_3_denying_table() {
             deny("invalid iat"),
         ),
         (
-            "rfc9449_4_3_11_missing_iat",
+            "rfc9449_4_3_3_missing_iat",
             Req::new(fx.proof(|_, c| {
                 c.as_object_mut().unwrap().remove("iat");
             })),
             deny("missing iat"),
         ),
         (
-            "rfc9449_4_2_missing_jti",
+            "rfc9449_4_3_3_missing_jti",
             Req::new(fx.proof(|_, c| {
                 c.as_object_mut().unwrap().remove("jti");
             })),
             deny("missing jti"),
         ),
         (
-            "rfc9449_4_2_empty_jti",
+            "rfc9449_4_3_3_empty_jti",
             Req::new(fx.proof(|_, c| c["jti"] = json!(""))),
             deny("missing jti"),
         ),
@@ -455,29 +454,29 @@ async fn rfc9449_4_3_denying_table() {
             Req::new(fx.proof(|_, _| {})).jkt(&other_jkt),
             deny("key does not match cnf.jkt"),
         ),
-        // Step 10 / §8: nonces.
+        // Step 10 (§8): nonces.
         (
-            "rfc9449_8_missing_nonce_when_required",
+            "rfc9449_4_3_10_missing_nonce_when_required",
             Req::new(fx.proof(|_, _| {})).with_nonces(),
             Err(Denial::UseDpopNonce),
         ),
         (
-            "rfc9449_8_stale_nonce",
+            "rfc9449_4_3_10_stale_nonce",
             Req::new(fx.proof(|_, c| c["nonce"] = json!(nonce_stale))).with_nonces(),
             Err(Denial::UseDpopNonce),
         ),
         (
-            "rfc9449_8_forged_nonce",
+            "rfc9449_4_3_10_forged_nonce",
             Req::new(fx.proof(|_, c| c["nonce"] = json!(forged))).with_nonces(),
             Err(Denial::UseDpopNonce),
         ),
         (
-            "rfc9449_8_garbage_nonce",
+            "rfc9449_4_3_10_garbage_nonce",
             Req::new(fx.proof(|_, c| c["nonce"] = json!("not-a-nonce"))).with_nonces(),
             Err(Denial::UseDpopNonce),
         ),
         (
-            "rfc9449_8_nonce_checked_only_after_the_signature",
+            "rfc9449_4_3_10_nonce_checked_only_after_the_signature",
             Req::new(fx.proof_by(&fx.other, |h, c| {
                 *h = fx.header();
                 c["nonce"] = json!(nonce_now);
@@ -489,7 +488,7 @@ async fn rfc9449_4_3_denying_table() {
 
     let mut failures = Vec::new();
     for (name, req, want) in cases {
-        let req = if name.contains("cnf_jkt") || name.starts_with("rfc9449_8") {
+        let req = if name.contains("cnf_jkt") || name.contains("nonce") {
             req
         } else {
             req.jkt(&es_jkt)
@@ -609,7 +608,7 @@ async fn accepting_table() {
 }
 
 #[tokio::test]
-async fn rfc9449_4_3_10_reused_proof_jti_is_denied() {
+async fn rfc9449_11_1_reused_proof_jti_is_denied() {
     let fx = Fx::new();
     let v = verifier(&fx, false);
     let req = Req::new(fx.proof(|_, _| {}));

@@ -28,12 +28,14 @@
 //! the `WWW-Authenticate` challenge ([`DpopVerifier::challenge`]) and `DPoP-Nonce` headers
 //! ([`DpopVerifier::fresh_nonce`]).
 
+mod headers;
 mod htu;
 mod nonce;
 mod proof;
 mod thumbprint;
 mod verify;
 
+pub use headers::{DPOP, DPOP_NONCE, is_use_dpop_nonce, proof_header_values, response_nonce};
 pub use htu::{HtuError, MAX_HTU_LEN, normalize_htu};
 pub use nonce::{NonceConfigError, NonceError, NonceIssuer, NonceIssuerBuilder};
 pub use proof::{DPOP_TYP, DpopError, DpopKey, access_token_hash};

@@ -262,6 +262,21 @@ impl DpopVerifier {
         denial.dpop_challenge(realm, &self.0.algorithms)
     }
 
+    /// [`verify`](Self::verify) with the proofs taken from the request's `DPoP` headers.
+    pub async fn verify_headers(
+        &self,
+        headers: &http::HeaderMap,
+        method: &Method,
+        htu: &str,
+        access_token: Option<&str>,
+        expected_jkt: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Jkt, Denial> {
+        let proofs = super::headers::proof_header_values(headers)?;
+        self.verify(&proofs, method, htu, access_token, expected_jkt, now)
+            .await
+    }
+
     /// Verifies the proof for one request and returns the proof key's thumbprint.
     ///
     /// * `proof_headers`: every `DPoP` header value of the request (more than one denies);
