@@ -764,3 +764,173 @@ fn rfc7638_3_1_published_thumbprint() {
         "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
     );
 }
+
+mod presentation {
+    //! The scheme and binding rules around a verified token (RFC 9449 §7.1, §7.2), as the
+    //! inbound layer applies them through `DpopVerifier::verify_presentation`.
+
+    use super::*;
+    use http::HeaderMap;
+    use zsp_core::dpop::{DPOP, DpopMode, TokenScheme};
+    use zsp_core::testing::TestIssuer;
+    use zsp_core::{Grant, ManualClock, Policy, RequestFacts, RouteRule, Verifier};
+
+    const URL: &str = "https://api.example/r";
+
+    struct Setup {
+        issuer: TestIssuer,
+        verifier: Verifier,
+        client: DpopKey,
+    }
+
+    fn setup() -> Setup {
+        let clock = ManualClock::new(NOW);
+        let issuer = TestIssuer::es256("https://broker.example").with_clock(clock.clone());
+        let policy = Policy::builder()
+            .issuer("https://broker.example")
+            .audience("api")
+            .route(RouteRule::get("/r").all_of(["s"]))
+            .build()
+            .unwrap();
+        let verifier = Verifier::builder(policy, issuer.key_set())
+            .clock(clock)
+            .audit(false)
+            .build();
+        Setup {
+            issuer,
+            verifier,
+            client: DpopKey::generate_es256().unwrap(),
+        }
+    }
+
+    async fn grant(s: &Setup, bound_to: Option<&DpopKey>) -> Grant {
+        let b = s.issuer.token("api", &["s"]);
+        let b = match bound_to {
+            Some(k) => b.jkt(k.thumbprint().as_str()),
+            None => b,
+        };
+        let token = b.mint().unwrap();
+        s.verifier
+            .verify(&token, &RequestFacts::new(&Method::GET, "/r"))
+            .await
+            .unwrap()
+    }
+
+    fn headers(proof: Option<String>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(p) = proof {
+            h.insert(DPOP, p.parse().unwrap());
+        }
+        h
+    }
+
+    async fn present(
+        mode: DpopMode,
+        scheme: TokenScheme,
+        grant: &Grant,
+        h: &HeaderMap,
+    ) -> Result<Option<Jkt>, Denial> {
+        let v = DpopVerifier::builder().mode(mode).build().unwrap();
+        v.verify_presentation(scheme, grant, h, &Method::GET, URL, NOW)
+            .await
+    }
+
+    #[tokio::test]
+    async fn rfc9449_7_1_bound_token_with_its_proof_is_accepted() {
+        let s = setup();
+        let g = grant(&s, Some(&s.client)).await;
+        let proof = s
+            .client
+            .proof_at(&Method::GET, URL, Some(g.token()), None, NOW)
+            .unwrap();
+        let got = present(DpopMode::Required, TokenScheme::Dpop, &g, &headers(Some(proof))).await;
+        assert_eq!(got.unwrap().as_ref(), Some(s.client.thumbprint()));
+    }
+
+    #[tokio::test]
+    async fn rfc9449_7_2_bound_token_sent_as_bearer_is_denied() {
+        let s = setup();
+        let g = grant(&s, Some(&s.client)).await;
+        let proof = s
+            .client
+            .proof_at(&Method::GET, URL, Some(g.token()), None, NOW)
+            .unwrap();
+        for h in [headers(None), headers(Some(proof))] {
+            let got = present(DpopMode::Optional, TokenScheme::Bearer, &g, &h).await;
+            assert_eq!(got, Err(Denial::DpopBoundTokenAsBearer));
+        }
+    }
+
+    #[tokio::test]
+    async fn stolen_bound_token_without_the_key_is_denied() {
+        let s = setup();
+        let g = grant(&s, Some(&s.client)).await;
+        // No proof at all.
+        let got = present(DpopMode::Optional, TokenScheme::Dpop, &g, &headers(None)).await;
+        assert_eq!(got, Err(Denial::InvalidDpopProof("missing DPoP header")));
+        // A proof from the thief's own key.
+        let thief = DpopKey::generate_es256().unwrap();
+        let proof = thief
+            .proof_at(&Method::GET, URL, Some(g.token()), None, NOW)
+            .unwrap();
+        let got = present(DpopMode::Optional, TokenScheme::Dpop, &g, &headers(Some(proof))).await;
+        assert_eq!(got, Err(Denial::InvalidDpopProof("key does not match cnf.jkt")));
+        // The right key's proof for another token (ath).
+        let other = grant(&s, Some(&s.client)).await;
+        let proof = s
+            .client
+            .proof_at(&Method::GET, URL, Some(other.token()), None, NOW)
+            .unwrap();
+        let got = present(DpopMode::Optional, TokenScheme::Dpop, &g, &headers(Some(proof))).await;
+        assert_eq!(got, Err(Denial::InvalidDpopProof("ath mismatch")));
+    }
+
+    #[tokio::test]
+    async fn unbound_tokens_follow_the_mode() {
+        let s = setup();
+        let g = grant(&s, None).await;
+        assert_eq!(
+            present(DpopMode::Optional, TokenScheme::Bearer, &g, &headers(None)).await,
+            Ok(None)
+        );
+        assert_eq!(
+            present(DpopMode::Required, TokenScheme::Bearer, &g, &headers(None)).await,
+            Err(Denial::SenderConstraintRequired)
+        );
+        let proof = s
+            .client
+            .proof_at(&Method::GET, URL, Some(g.token()), None, NOW)
+            .unwrap();
+        let got = present(DpopMode::Optional, TokenScheme::Dpop, &g, &headers(Some(proof))).await;
+        assert_eq!(got, Err(Denial::InvalidClaim("cnf")));
+        assert_eq!(got.unwrap_err().error_code(), Some("invalid_token"));
+    }
+
+    #[test]
+    fn authorization_schemes_parse_strictly() {
+        assert_eq!(
+            TokenScheme::parse("DPoP a.b.c"),
+            Some((TokenScheme::Dpop, "a.b.c"))
+        );
+        assert_eq!(
+            TokenScheme::parse("dpop a.b.c"),
+            Some((TokenScheme::Dpop, "a.b.c"))
+        );
+        assert_eq!(
+            TokenScheme::parse("Bearer a.b.c"),
+            Some((TokenScheme::Bearer, "a.b.c"))
+        );
+        for bad in [
+            "DPoP",
+            "DPoP ",
+            "DPoP  a",
+            "DPoP a b",
+            "Basic a",
+            "DPoPa.b.c",
+            "Bearer a\"b",
+            "Bearer =",
+        ] {
+            assert_eq!(TokenScheme::parse(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -22,11 +22,14 @@
 //!   and scoped to the target URI, and recorded only once every other check has passed;
 //! * `now` is always injected, so every time window is testable without sleeping.
 //!
-//! What the inbound layer adds around [`DpopVerifier::verify`]: the `Authorization: DPoP`
-//! scheme, refusing a bound token (`cnf.jkt`) presented as `Bearer`
-//! ([`Denial::DpopBoundTokenAsBearer`](crate::Denial::DpopBoundTokenAsBearer), RFC 9449 §7.2),
-//! the `WWW-Authenticate` challenge ([`DpopVerifier::challenge`]) and `DPoP-Nonce` headers
-//! ([`DpopVerifier::fresh_nonce`]).
+//! For the inbound layer: [`TokenScheme::parse`] splits `Authorization`;
+//! [`DpopVerifier::verify_presentation`] applies the scheme and binding rules to a verified
+//! [`Grant`](crate::Grant) (a bound token presented as `Bearer` is
+//! [`Denial::DpopBoundTokenAsBearer`](crate::Denial::DpopBoundTokenAsBearer), RFC 9449 §7.2;
+//! [`DpopMode::Required`] refuses unbound tokens); [`DpopVerifier::challenge`] builds the
+//! `WWW-Authenticate: DPoP … algs="…"` value and [`DpopVerifier::fresh_nonce`] the
+//! [`DPOP_NONCE`] header. For the outbound layer: [`DpopKey::proof`] per request and retry,
+//! [`is_use_dpop_nonce`] and [`response_nonce`] to take a server's nonce and retry once.
 
 mod headers;
 mod htu;
@@ -40,4 +43,6 @@ pub use htu::{HtuError, MAX_HTU_LEN, normalize_htu};
 pub use nonce::{NonceConfigError, NonceError, NonceIssuer, NonceIssuerBuilder};
 pub use proof::{DPOP_TYP, DpopError, DpopKey, access_token_hash};
 pub use thumbprint::{Jkt, ThumbprintError, jwk_thumbprint};
-pub use verify::{DpopConfigError, DpopVerifier, DpopVerifierBuilder, MAX_PROOF_BYTES};
+pub use verify::{
+    DpopConfigError, DpopMode, DpopVerifier, DpopVerifierBuilder, MAX_PROOF_BYTES, TokenScheme,
+};

@@ -88,11 +88,64 @@ struct ProofClaims {
     nonce: Option<String>,
 }
 
+/// The authorization scheme a token was presented with (RFC 6750 §2.1, RFC 9449 §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenScheme {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// `Authorization: DPoP <token>` with a `DPoP` proof header.
+    Dpop,
+}
+
+impl TokenScheme {
+    /// Splits an `Authorization` header value into scheme and token. The scheme name is
+    /// case-insensitive (RFC 9110 §11.1); exactly one space separates it from the token, and
+    /// the token must be non-empty `token68` text. Anything else is `None`.
+    ///
+    /// ```
+    /// use zsp_core::dpop::TokenScheme;
+    /// assert_eq!(TokenScheme::parse("DPoP abc.def.ghi"), Some((TokenScheme::Dpop, "abc.def.ghi")));
+    /// assert_eq!(TokenScheme::parse("bearer t"), Some((TokenScheme::Bearer, "t")));
+    /// assert_eq!(TokenScheme::parse("Basic dXNlcg=="), None);
+    /// ```
+    pub fn parse(authorization: &str) -> Option<(TokenScheme, &str)> {
+        let (scheme, token) = authorization.split_once(' ')?;
+        let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+            TokenScheme::Bearer
+        } else if scheme.eq_ignore_ascii_case("dpop") {
+            TokenScheme::Dpop
+        } else {
+            return None;
+        };
+        // token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+        let body = token.trim_end_matches('=');
+        let ok = !body.is_empty()
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'));
+        ok.then_some((scheme, token))
+    }
+}
+
+/// Whether unbound bearer tokens are still accepted next to DPoP (the `api` example's
+/// `ZSP_DPOP`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DpopMode {
+    /// Bound tokens need a valid proof; unbound tokens are accepted as bearer tokens.
+    #[default]
+    Optional,
+    /// Every token must be DPoP-bound and presented with a valid proof.
+    Required,
+}
+
 struct Inner {
     algorithms: Vec<Algorithm>,
     window: u64,
     nonces: Option<NonceIssuer>,
     replay: Arc<dyn ReplayGuard>,
+    mode: DpopMode,
 }
 
 /// Verifies DPoP proofs. Cheap to clone; share one per service.
@@ -150,9 +203,17 @@ pub struct DpopVerifierBuilder {
     window: Duration,
     nonces: Option<NonceIssuer>,
     replay: Option<Arc<dyn ReplayGuard>>,
+    mode: DpopMode,
 }
 
 impl DpopVerifierBuilder {
+    /// Whether unbound bearer tokens are accepted ([`DpopMode::Optional`], the default) or
+    /// every token must be DPoP-bound ([`DpopMode::Required`]); used by
+    /// [`DpopVerifier::verify_presentation`].
+    pub fn mode(mut self, mode: DpopMode) -> Self {
+        self.mode = mode;
+        self
+    }
     /// The allowed proof algorithms (default ES256 and EdDSA; RS256, PS256 and others are
     /// opt-in). Symmetric algorithms are refused at [`build`](Self::build).
     pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
@@ -171,7 +232,7 @@ impl DpopVerifierBuilder {
         self
     }
     /// The store that makes proofs single-use; share one across replicas (e.g. Redis).
-    /// Default: an in-process [`MemoryReplayGuard`] of 100 000 entries.
+    /// Default: an in-process [`MemoryReplayGuard`] with its default capacity.
     pub fn replay_guard(mut self, guard: Arc<dyn ReplayGuard>) -> Self {
         self.replay = Some(guard);
         self
@@ -200,7 +261,8 @@ impl DpopVerifierBuilder {
             nonces: self.nonces,
             replay: self
                 .replay
-                .unwrap_or_else(|| Arc::new(MemoryReplayGuard::new(100_000))),
+                .unwrap_or_else(|| Arc::new(MemoryReplayGuard::default())),
+            mode: self.mode,
         })))
     }
 }
@@ -237,7 +299,13 @@ impl DpopVerifier {
             window: Duration::from_secs(60),
             nonces: None,
             replay: None,
+            mode: DpopMode::Optional,
         }
+    }
+
+    /// The configured [`DpopMode`].
+    pub fn mode(&self) -> DpopMode {
+        self.0.mode
     }
 
     /// The allowed proof algorithms, for the `algs` challenge parameter.
@@ -260,6 +328,79 @@ impl DpopVerifier {
     /// The `WWW-Authenticate: DPoP …` challenge for `denial`, listing the allowed algorithms.
     pub fn challenge(&self, denial: &Denial, realm: Option<&str>) -> Option<String> {
         denial.dpop_challenge(realm, &self.0.algorithms)
+    }
+
+    /// The DPoP rules for a token that already verified as a [`Grant`](crate::Grant), given
+    /// the scheme it came with; returns the proof key's thumbprint when a proof was checked.
+    ///
+    /// * `DPoP` scheme: the token must be bound (`cnf.jkt`, else 401 `invalid_token`) and the
+    ///   proof must pass [`verify`](Self::verify) with `ath` for this token and the key of
+    ///   `cnf.jkt`;
+    /// * `Bearer` scheme: a bound token is refused (RFC 9449 §7.2,
+    ///   [`Denial::DpopBoundTokenAsBearer`]); an unbound one is accepted in
+    ///   [`DpopMode::Optional`] and refused in [`DpopMode::Required`]
+    ///   ([`Denial::SenderConstraintRequired`]). Any `DPoP` header is ignored, as §7.2 says.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use http::{HeaderMap, Method};
+    /// use zsp_core::dpop::{DPOP, DpopKey, DpopVerifier, TokenScheme};
+    /// use zsp_core::testing::TestIssuer;
+    /// use zsp_core::{Policy, RequestFacts, RouteRule, Verifier};
+    ///
+    /// let client = DpopKey::generate_ed25519().unwrap();
+    /// let issuer = TestIssuer::es256("https://broker.example");
+    /// let policy = Policy::builder()
+    ///     .issuer("https://broker.example")
+    ///     .audience("api")
+    ///     .route(RouteRule::get("/r").all_of(["s"]))
+    ///     .build()
+    ///     .unwrap();
+    /// let verifier = Verifier::builder(policy, issuer.key_set()).build();
+    /// let dpop = DpopVerifier::builder().build().unwrap();
+    ///
+    /// let token = issuer.token("api", &["s"]).jkt(client.thumbprint().as_str()).mint().unwrap();
+    /// let grant = verifier.verify(&token, &RequestFacts::new(&Method::GET, "/r")).await.unwrap();
+    /// let now = verifier.now();
+    /// let mut headers = HeaderMap::new();
+    /// let proof = client.proof_at(&Method::GET, "https://api.example/r", Some(&token), None, now);
+    /// headers.insert(DPOP, proof.unwrap().parse().unwrap());
+    ///
+    /// let jkt = dpop
+    ///     .verify_presentation(TokenScheme::Dpop, &grant, &headers, &Method::GET, "https://api.example/r", now)
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(jkt.as_ref(), Some(client.thumbprint()));
+    ///
+    /// // The same bound token as a bearer token is refused.
+    /// let as_bearer = dpop
+    ///     .verify_presentation(TokenScheme::Bearer, &grant, &headers, &Method::GET, "https://api.example/r", now)
+    ///     .await;
+    /// assert_eq!(as_bearer, Err(zsp_core::Denial::DpopBoundTokenAsBearer));
+    /// # }
+    /// ```
+    pub async fn verify_presentation(
+        &self,
+        scheme: TokenScheme,
+        grant: &crate::Grant,
+        headers: &http::HeaderMap,
+        method: &Method,
+        htu: &str,
+        now: UnixTime,
+    ) -> Result<Option<Jkt>, Denial> {
+        let bound = grant.cnf().and_then(|c| c.jkt.as_deref());
+        match (scheme, bound) {
+            (TokenScheme::Bearer, Some(_)) => Err(Denial::DpopBoundTokenAsBearer),
+            (TokenScheme::Bearer, None) => match self.0.mode {
+                DpopMode::Optional => Ok(None),
+                DpopMode::Required => Err(Denial::SenderConstraintRequired),
+            },
+            (TokenScheme::Dpop, None) => Err(Denial::InvalidClaim("cnf")),
+            (TokenScheme::Dpop, Some(jkt)) => self
+                .verify_headers(headers, method, htu, Some(grant.token()), Some(jkt), now)
+                .await
+                .map(Some),
+        }
     }
 
     /// [`verify`](Self::verify) with the proofs taken from the request's `DPoP` headers.
