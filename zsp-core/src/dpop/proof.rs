@@ -84,7 +84,7 @@ struct ProofClaims<'a> {
 ///
 /// ```
 /// use zsp_core::dpop::DpopKey;
-/// let key = DpopKey::generate_es256().unwrap();
+/// let key = DpopKey::generate().unwrap();
 /// let proof = key
 ///     .proof(&http::Method::POST, "https://api.example/orders?x=1", Some("the-access-token"), None)
 ///     .unwrap();
@@ -109,7 +109,13 @@ impl std::fmt::Debug for DpopKey {
 }
 
 impl DpopKey {
-    /// A fresh P-256 key (ES256), the default for a process that holds its key in memory only.
+    /// A fresh key of the default algorithm, ES256: what a process that holds its DPoP key
+    /// in memory only (the outbound layer's default) uses.
+    pub fn generate() -> Result<Self, DpopError> {
+        Self::generate_es256()
+    }
+
+    /// A fresh P-256 key (ES256).
     pub fn generate_es256() -> Result<Self, DpopError> {
         Self::from_signing_key(SigningKey::generate_es256("dpop")?)
     }
