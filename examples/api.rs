@@ -27,18 +27,14 @@
 //! Prints `listening on ADDR` on stdout once ready; logs and audit events go to stderr. It
 //! starts even when the issuer is unreachable, and fetches keys when first needed.
 
+#[path = "support/orders_api.rs"]
+mod orders_api;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::Path;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use serde_json::json;
-use tower::Layer;
-use zsp::axum::extract::{Auth, verify_layer};
-use zsp::core::{Algorithm, Policy, RemoteJwks, RouteRule, Verifier};
+use orders_api::ApiSettings;
+use zsp::core::{Algorithm, RemoteJwks, Verifier};
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -51,7 +47,11 @@ fn required(name: &str) -> Result<String, String> {
 fn secs(name: &str, default: u64) -> Result<Duration, String> {
     match env(name) {
         None => Ok(Duration::from_secs(default)),
-        Some(v) => v.trim().parse().map(Duration::from_secs).map_err(|_| format!("{name}: not a number of seconds: {v}")),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{name}: not a number of seconds: {v}")),
     }
 }
 
@@ -60,51 +60,28 @@ fn algorithms() -> Result<Vec<Algorithm>, String> {
     list.split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
-        .map(|a| zsp::core::keys::parse_alg(a).ok_or_else(|| format!("ZSP_ALGORITHMS: unknown algorithm {a}")))
+        .map(|a| {
+            zsp::core::keys::parse_alg(a).ok_or_else(|| format!("ZSP_ALGORITHMS: unknown algorithm {a}"))
+        })
         .collect()
 }
 
-fn policy(issuer: &str, audience: &str) -> Result<Policy, String> {
-    let all_single_use = match env("ZSP_SINGLE_USE").as_deref() {
+fn settings() -> Result<ApiSettings, String> {
+    let mut s = ApiSettings::new(&required("ZSP_ISSUER")?, &required("ZSP_AUDIENCE")?);
+    s.algorithms = algorithms()?;
+    s.max_lifetime = secs("ZSP_MAX_LIFETIME_SECS", 300)?;
+    s.leeway = secs("ZSP_LEEWAY_SECS", 10)?;
+    s.all_single_use = match env("ZSP_SINGLE_USE").as_deref() {
         None | Some("writes") => false,
         Some("all") => true,
         Some(other) => return Err(format!("ZSP_SINGLE_USE must be writes or all, not {other}")),
     };
-    let require_at_jwt = match env("ZSP_REQUIRE_TYP").as_deref() {
+    s.require_at_jwt = match env("ZSP_REQUIRE_TYP").as_deref() {
         None => false,
         Some(t) if t.eq_ignore_ascii_case("at+jwt") => true,
         Some(other) => return Err(format!("ZSP_REQUIRE_TYP must be at+jwt, not {other}")),
     };
-    Policy::builder()
-        .issuer(issuer)
-        .audience(audience)
-        .algorithms(algorithms()?)
-        .max_lifetime(secs("ZSP_MAX_LIFETIME_SECS", 300)?)
-        .leeway(secs("ZSP_LEEWAY_SECS", 10)?)
-        .require_at_jwt(require_at_jwt)
-        .realm(audience)
-        .route(RouteRule::get("/orders").all_of(["orders:read"]).with_single_use(all_single_use))
-        .route(RouteRule::get("/orders/{id}").all_of(["orders:read"]).with_single_use(all_single_use))
-        .route(RouteRule::post("/orders").all_of(["orders:write"]).single_use())
-        .route(RouteRule::delete("/orders/{id}").all_of(["orders:admin"]).single_use())
-        .build()
-        .map_err(|e| format!("policy: {e}"))
-}
-
-async fn list(Auth(grant): Auth) -> impl IntoResponse {
-    axum::Json(json!({ "sub": grant.subject(), "orders": [{"id": "1"}, {"id": "2"}] }))
-}
-
-async fn one(Auth(grant): Auth, Path(id): Path<String>) -> impl IntoResponse {
-    axum::Json(json!({ "sub": grant.subject(), "order": { "id": id } }))
-}
-
-async fn create(Auth(grant): Auth) -> impl IntoResponse {
-    (StatusCode::CREATED, axum::Json(json!({ "sub": grant.subject(), "created": true })))
-}
-
-async fn delete(Auth(_grant): Auth, Path(_id): Path<String>) -> StatusCode {
-    StatusCode::NO_CONTENT
+    Ok(s)
 }
 
 #[tokio::main]
@@ -121,9 +98,9 @@ async fn run() -> Result<(), String> {
         .unwrap_or_else(|| "127.0.0.1:8080".into())
         .parse()
         .map_err(|e| format!("ZSP_LISTEN: {e}"))?;
-    let issuer = required("ZSP_ISSUER")?;
-    let audience = required("ZSP_AUDIENCE")?;
-    let policy = policy(&issuer, &audience)?;
+    let settings = settings()?;
+    let (issuer, audience) = (settings.issuer.clone(), settings.audience.clone());
+    let policy = settings.policy().map_err(|e| format!("policy: {e}"))?;
     let jwks = match env("ZSP_JWKS_URL") {
         Some(url) => RemoteJwks::builder().jwks_uri(url),
         None => RemoteJwks::builder().issuer(issuer.clone()),
@@ -133,16 +110,13 @@ async fn run() -> Result<(), String> {
     .map_err(|e| format!("JWKS: {e}"))?;
     let verifier = Verifier::builder(policy, std::sync::Arc::new(jwks)).build();
 
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("bind {listen}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("bind {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let _public_url = env("ZSP_PUBLIC_URL").unwrap_or_else(|| format!("http://{addr}"));
 
-    let orders = Router::new()
-        .route("/orders", get(list).post(create))
-        .route("/orders/{id}", get(one).delete(delete));
-    // The layer wraps the whole orders router, its 404/405 answers included.
-    let protected = verify_layer(verifier).layer(orders);
-    let app = Router::new().route("/health", get(|| async { "ok" })).fallback_service(protected);
+    let app = orders_api::app(verifier);
 
     println!("listening on {addr}");
     tracing::info!(%addr, %issuer, %audience, "api ready");

@@ -53,13 +53,19 @@ async fn run() -> Result<bool, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (method, url, count) = match args.as_slice() {
         [m, u] => (m.clone(), u.clone(), 1),
-        [m, u, c] => (m.clone(), u.clone(), c.parse::<usize>().map_err(|_| format!("COUNT: not a number: {c}"))?),
+        [m, u, c] => (
+            m.clone(),
+            u.clone(),
+            c.parse::<usize>()
+                .map_err(|_| format!("COUNT: not a number: {c}"))?,
+        ),
         _ => return Err("usage: client METHOD URL [COUNT]".into()),
     };
-    let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|e| e.to_string())?;
+    let method =
+        http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|e| e.to_string())?;
 
-    let mut endpoint = TokenEndpoint::builder()
-        .client_id(env("ZSP_CLIENT_ID").ok_or("ZSP_CLIENT_ID is required")?);
+    let mut endpoint =
+        TokenEndpoint::builder().client_id(env("ZSP_CLIENT_ID").ok_or("ZSP_CLIENT_ID is required")?);
     endpoint = match (env("ZSP_TOKEN_URL"), env("ZSP_ISSUER")) {
         (Some(url), issuer) => {
             let e = endpoint.token_endpoint(url);
@@ -75,7 +81,9 @@ async fn run() -> Result<bool, String> {
         (Some(secret), None) => endpoint.client_secret_basic(secret),
         (None, Some(path)) => {
             let bytes = std::fs::read(&path).map_err(|e| format!("ZSP_CLIENT_KEY {path}: {e}"))?;
-            endpoint.private_key_jwt(SigningKey::from_pem_or_jwk(&bytes).map_err(|e| format!("ZSP_CLIENT_KEY: {e}"))?)
+            endpoint.private_key_jwt(
+                SigningKey::from_pem_or_jwk(&bytes).map_err(|e| format!("ZSP_CLIENT_KEY: {e}"))?,
+            )
         }
         _ => return Err("exactly one of ZSP_CLIENT_SECRET or ZSP_CLIENT_KEY is required".into()),
     };
@@ -104,13 +112,25 @@ async fn run() -> Result<bool, String> {
             .uri(&url)
             .body(reqwest::Body::from(Vec::new()))
             .map_err(|e| e.to_string())?;
-        let svc = ServiceExt::<http::Request<reqwest::Body>>::ready(&mut client).await.map_err(|e| e.to_string())?;
+        let svc = ServiceExt::<http::Request<reqwest::Body>>::ready(&mut client)
+            .await
+            .map_err(|e| e.to_string())?;
         match svc.call(req).await {
             Ok(resp) => {
                 let status = resp.status();
-                let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let body = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
                 let text = String::from_utf8_lossy(&body);
-                println!("{} {} {}", status.as_u16(), status.canonical_reason().unwrap_or(""), text.trim());
+                println!(
+                    "{} {} {}",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or(""),
+                    text.trim()
+                );
                 all_ok &= status.is_success();
             }
             Err(e) => {

@@ -110,7 +110,10 @@ impl SigningKey {
     pub fn from_jwk(jwk: &serde_json::Value) -> Result<Self, MintError> {
         use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
         let field = |name: &str| -> Result<Vec<u8>, MintError> {
-            let v = jwk.get(name).and_then(|v| v.as_str()).ok_or_else(|| MintError::InvalidKey(format!("JWK lacks {name}")))?;
+            let v = jwk
+                .get(name)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| MintError::InvalidKey(format!("JWK lacks {name}")))?;
             crate::b64::decode(v).map_err(|_| MintError::InvalidKey(format!("JWK {name} is not base64url")))
         };
         let kid = match jwk.get("kid").and_then(|k| k.as_str()) {
@@ -126,15 +129,23 @@ impl SigningKey {
                 let mut point = vec![4u8];
                 point.extend(field("x")?);
                 point.extend(field("y")?);
-                let kp = EcdsaKeyPair::from_private_key_and_public_key(&ECDSA_P256_SHA256_FIXED_SIGNING, &field("d")?, &point)
+                let kp = EcdsaKeyPair::from_private_key_and_public_key(
+                    &ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &field("d")?,
+                    &point,
+                )
+                .map_err(|e| MintError::InvalidKey(e.to_string()))?;
+                let der = kp
+                    .to_pkcs8v1()
                     .map_err(|e| MintError::InvalidKey(e.to_string()))?;
-                let der = kp.to_pkcs8v1().map_err(|e| MintError::InvalidKey(e.to_string()))?;
                 Self::from_der(&kid, Algorithm::ES256, der.as_ref())
             }
             (Some("OKP"), Some("Ed25519")) => {
                 let kp = Ed25519KeyPair::from_seed_and_public_key(&field("d")?, &field("x")?)
                     .map_err(|e| MintError::InvalidKey(e.to_string()))?;
-                let der = kp.to_pkcs8v1().map_err(|e| MintError::InvalidKey(e.to_string()))?;
+                let der = kp
+                    .to_pkcs8v1()
+                    .map_err(|e| MintError::InvalidKey(e.to_string()))?;
                 Self::from_der(&kid, Algorithm::EdDSA, der.as_ref())
             }
             _ => Err(MintError::UnsupportedAlgorithm),
