@@ -1,0 +1,849 @@
+//! Load benchmark (issue "Benchmarks"): the same axum hello-world (`GET /hello` → `hello`)
+//! behind seven authentication set-ups, driven over loopback HTTP/1.1 keep-alive, server pinned
+//! to one core and the load generator to the other.
+//!
+//! ```text
+//! cargo bench --bench load
+//! ZSP_LOAD_SECS=3 ZSP_LOAD_ROUNDS=5 ZSP_LOAD_CONNS=32 cargo bench --bench load
+//! ZSP_LOAD_VARIANTS=1,4,7 ZSP_LOAD_SECS=1 ZSP_LOAD_ROUNDS=2 cargo bench --bench load   # smoke
+//! ```
+//!
+//! Variants: (1) no auth; (2) a hand-written jsonwebtoken 11 middleware (aws-lc-rs backend,
+//! `Validation` ES256 + iss/aud/exp); (3) `jwt-authorizer` 0.15 (its jsonwebtoken 9 / ring;
+//! JWKS file, iss + aud + exp, ES256 only); (4) zsp `VerifyLayer` ES256 with a scope rule and
+//! audit on; (5) zsp EdDSA, same policy; (6) zsp with the route single-use and the memory
+//! replay guard, every request a fresh token; (7) zsp ES256 with the verified-signature cache,
+//! one reused token.
+//!
+//! Processes: `cargo bench` starts this binary (the launcher), which re-executes itself under
+//! `taskset -c $ZSP_LOAD_CLIENT_CPU` (default 1) as the load generator; the generator starts one
+//! server process per variant under `taskset -c $ZSP_LOAD_SERVER_CPU` (default 0). All servers
+//! live for the whole run (idle ones cost nothing); rounds go 1..7, repeated, each for a fixed
+//! time with a fixed number of keep-alive connections, one request in flight per connection
+//! (closed loop, like wrk). Servers exit when their stdin closes, so none outlives the run.
+//!
+//! Every server process installs the same tracing subscriber: a `fmt` layer writing to
+//! `std::io::sink()` with the `zsp::audit` and `zsp::verify` targets enabled at INFO, so zsp
+//! builds, formats and writes one audit event per request (the write itself goes nowhere);
+//! the other variants emit nothing on those targets.
+//!
+//! Tokens: minted in the generator process by `zsp_core::testing::TestIssuer` (ES256 key,
+//! kid `test-es256`; Ed25519 key, kid `test-ed25519`), audience `bench-api`, scope
+//! `hello:read`, lifetime 300 s (zsp's cap), freshly before every round. The servers get only
+//! the public keys, as JWKS files. For (6) a pool of `ZSP_LOAD_SINGLE_USE_RATE × round
+//! seconds` (default 25,000/s, above what one core can verify) distinct tokens is minted before
+//! each round, each sent once; if a round runs out, it ends early and is flagged.
+//!
+//! Other knobs: `ZSP_LOAD_WARMUP_SECS` (default 1, once per variant before the first round).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use zsp::core::testing::TestIssuer;
+
+const ISS: &str = "https://bench.issuer";
+const AUD: &str = "bench-api";
+const SCOPE: &str = "hello:read";
+const TOKEN_TTL: u64 = 300;
+const SIG_CACHE_ENTRIES: usize = 10_000;
+
+const ROLE: &str = "ZSP_LOAD_ROLE";
+const VARIANT: &str = "ZSP_LOAD_VARIANT";
+const JWKS: &str = "ZSP_LOAD_JWKS";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    NoAuth = 1,
+    Jsonwebtoken = 2,
+    JwtAuthorizer = 3,
+    ZspEs256 = 4,
+    ZspEdDsa = 5,
+    ZspSingleUse = 6,
+    ZspSigCache = 7,
+}
+
+impl Variant {
+    const ALL: [Variant; 7] = [
+        Variant::NoAuth,
+        Variant::Jsonwebtoken,
+        Variant::JwtAuthorizer,
+        Variant::ZspEs256,
+        Variant::ZspEdDsa,
+        Variant::ZspSingleUse,
+        Variant::ZspSigCache,
+    ];
+
+    fn id(self) -> usize {
+        self as usize
+    }
+
+    fn from_id(id: usize) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.id() == id)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Variant::NoAuth => "no auth",
+            Variant::Jsonwebtoken => "hand-written jsonwebtoken 11 layer (ES256)",
+            Variant::JwtAuthorizer => "jwt-authorizer 0.15 (ES256)",
+            Variant::ZspEs256 => "zsp ES256, scope rule, audit on",
+            Variant::ZspEdDsa => "zsp EdDSA, scope rule, audit on",
+            Variant::ZspSingleUse => "zsp ES256 single-use + memory replay",
+            Variant::ZspSigCache => "zsp ES256 + signature cache, reused token",
+        }
+    }
+
+    fn eddsa(self) -> bool {
+        self == Variant::ZspEdDsa
+    }
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    match std::env::var(ROLE).as_deref() {
+        Ok("server") => server_main(),
+        Ok("client") => client_main(),
+        _ => launcher_main(),
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Launcher: re-execute as the pinned load generator.
+
+fn taskset_available() -> bool {
+    Command::new("taskset")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn launcher_main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test --benches` runs bench targets without `--bench`: do nothing there.
+        println!("load bench: run it with `cargo bench --bench load` (skipped outside cargo bench)");
+        return;
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let client_cpu = env_num("ZSP_LOAD_CLIENT_CPU", 1usize);
+    let status = if taskset_available() && cpus >= 2 {
+        Command::new("taskset")
+            .arg("-c")
+            .arg(client_cpu.to_string())
+            .arg(&exe)
+            .args(&args)
+            .env(ROLE, "client")
+            .status()
+    } else {
+        eprintln!("warning: taskset missing or fewer than 2 CPUs: running without CPU pinning");
+        Command::new(&exe)
+            .args(&args)
+            .env(ROLE, "client")
+            .env("ZSP_LOAD_NO_PIN", "1")
+            .status()
+    }
+    .expect("start the load generator");
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+// ------------------------------------------------------------------------------------------
+// Servers.
+
+#[derive(Clone)]
+struct JwtState {
+    key: Arc<jsonwebtoken::DecodingKey>,
+    validation: Arc<jsonwebtoken::Validation>,
+}
+
+#[derive(Clone, serde::Deserialize)]
+#[allow(dead_code)]
+struct HandClaims {
+    sub: String,
+    exp: u64,
+    scope: String,
+}
+
+/// The minimal middleware a user would write with jsonwebtoken: Bearer → decode → extension.
+async fn jsonwebtoken_mw(
+    axum::extract::State(s): axum::extract::State<JwtState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let token = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(token) = token else {
+        return http::StatusCode::UNAUTHORIZED.into_response();
+    };
+    match jsonwebtoken::decode::<HandClaims>(token, &s.key, &s.validation) {
+        Ok(data) => {
+            req.extensions_mut().insert(data.claims);
+            next.run(req).await
+        }
+        Err(_) => http::StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+/// jwt-authorizer is built on axum 0.7: its service needs an inner response type it can build
+/// from its `AuthError`. This newtype carries axum 0.8's response through unchanged.
+struct JaResponse(axum::response::Response);
+
+impl From<jwt_authorizer::AuthError> for JaResponse {
+    fn from(e: jwt_authorizer::AuthError) -> Self {
+        use axum07::response::IntoResponse;
+        JaResponse(e.into_response().map(axum::body::Body::new))
+    }
+}
+
+fn audit_subscriber() {
+    use tracing_subscriber::{filter::Targets, fmt, prelude::*};
+    let audit = fmt::layer().with_writer(std::io::sink).with_filter(
+        Targets::new()
+            .with_target("zsp::audit", tracing::Level::INFO)
+            .with_target("zsp::verify", tracing::Level::INFO),
+    );
+    tracing_subscriber::registry().with(audit).init();
+}
+
+fn zsp_app(variant: Variant, jwks: &[u8], hello: Router) -> Router {
+    use zsp::core::{Algorithm, KeySet, MemoryReplayGuard, Policy, RouteRule, Verifier};
+    let alg = if variant.eddsa() {
+        Algorithm::EdDSA
+    } else {
+        Algorithm::ES256
+    };
+    let mut rule = RouteRule::get("/hello").all_of([SCOPE]);
+    if variant == Variant::ZspSingleUse {
+        rule = rule.single_use();
+    }
+    let policy = Policy::builder()
+        .issuer(ISS)
+        .audience(AUD)
+        .algorithms([alg])
+        .route(rule)
+        .build()
+        .expect("policy");
+    let keys = KeySet::from_jwks(jwks, None).expect("jwks");
+    let mut builder = Verifier::builder(policy, keys).audit(true);
+    if variant == Variant::ZspSingleUse {
+        builder = builder.replay_guard(Arc::new(MemoryReplayGuard::new(4_000_000)));
+    }
+    if variant == Variant::ZspSigCache {
+        // TODO(signature cache): `builder = builder.signature_cache(SIG_CACHE_ENTRIES);` once
+        // `VerifierBuilder::signature_cache` is merged into main. Until then (7) runs as (4).
+        let _ = SIG_CACHE_ENTRIES;
+    }
+    hello.layer(zsp::axum::extract::verify_layer(builder.build()))
+}
+
+async fn build_app(variant: Variant, jwks_path: &Path) -> Router {
+    let hello = Router::new().route("/hello", get(|| async { "hello" }));
+    let jwks = std::fs::read(jwks_path).expect("read jwks");
+    match variant {
+        Variant::NoAuth => hello,
+        Variant::Jsonwebtoken => {
+            let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&jwks).expect("jwks");
+            let key = jsonwebtoken::DecodingKey::from_jwk(&set.keys[0]).expect("key");
+            let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+            validation.set_issuer(&[ISS]);
+            validation.set_audience(&[AUD]);
+            validation.leeway = 10;
+            let state = JwtState {
+                key: Arc::new(key),
+                validation: Arc::new(validation),
+            };
+            hello.layer(axum::middleware::from_fn_with_state(state, jsonwebtoken_mw))
+        }
+        Variant::JwtAuthorizer => {
+            use jwt_authorizer::{IntoLayer, JwtAuthorizer, RegisteredClaims, Validation};
+            // Algorithms: from the JWK's `alg` (ES256), as jwt-authorizer does by default.
+            let validation = Validation::new().iss(&[ISS]).aud(&[AUD]).leeway(10);
+            let auth: jwt_authorizer::Authorizer<RegisteredClaims> =
+                JwtAuthorizer::from_jwks(jwks_path.to_str().expect("utf-8 path"))
+                    .validation(validation)
+                    .build()
+                    .await
+                    .expect("jwt-authorizer");
+            let layer = auth.into_layer();
+            let adapter = tower::layer::layer_fn(move |inner| {
+                tower::ServiceBuilder::new()
+                    .map_response(|r: JaResponse| r.0)
+                    .layer(layer.clone())
+                    .map_response(JaResponse)
+                    .service(inner)
+            });
+            hello.layer(adapter)
+        }
+        _ => zsp_app(variant, &jwks, hello),
+    }
+}
+
+fn server_main() {
+    zsp::core::crypto::ensure_provider();
+    audit_subscriber();
+    let variant = Variant::from_id(env_num(VARIANT, 0)).expect("ZSP_LOAD_VARIANT");
+    let jwks = PathBuf::from(std::env::var_os(JWKS).expect("ZSP_LOAD_JWKS"));
+    // What `#[tokio::main]` gives on a process pinned to one core: one worker thread.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        use axum::serve::ListenerExt;
+        let app = build_app(variant, &jwks).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        println!("LISTENING {addr}");
+        std::io::stdout().flush().expect("stdout");
+        // Exit when the generator goes away (it holds our stdin).
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            std::process::exit(0);
+        });
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app).await.expect("serve");
+    });
+}
+
+// ------------------------------------------------------------------------------------------
+// Load generator.
+
+struct Server {
+    variant: Variant,
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_server(variant: Variant, jwks: &Path, pin: Option<usize>) -> Server {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut cmd = match pin {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    let mut child = cmd
+        .env(ROLE, "server")
+        .env(VARIANT, variant.id().to_string())
+        .env(JWKS, jwks)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("server line");
+    let addr = line
+        .trim()
+        .strip_prefix("LISTENING ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("server {} did not start: {line:?}", variant.id()));
+    Server { variant, child, addr }
+}
+
+/// CPU time (user + system) of a process so far, from /proc.
+fn cpu_time(pid: &str, tick_hz: f64) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / tick_hz)
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// What each connection sends.
+#[derive(Clone)]
+enum Requests {
+    /// The same request bytes every time.
+    Fixed(Arc<[u8]>),
+    /// A fresh token per request, taken from a shared pool; none is sent twice.
+    Pool(Arc<TokenPool>),
+}
+
+struct TokenPool {
+    tokens: Vec<String>,
+    next: AtomicUsize,
+}
+
+const PREFIX: &[u8] = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ";
+
+fn request_bytes(token: Option<&str>) -> Vec<u8> {
+    match token {
+        Some(t) => [PREFIX, t.as_bytes(), b"\r\n\r\n"].concat(),
+        None => b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_vec(),
+    }
+}
+
+#[derive(Default)]
+struct ConnResult {
+    ok: u64,
+    bad_status: u64,
+    io_errors: u64,
+    exhausted: bool,
+    latencies_ns: Vec<u32>,
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads one HTTP/1.1 response (Content-Length framed) from `stream`; returns its status.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = &buf[..end];
+            let status = std::str::from_utf8(head.get(9..12).ok_or_else(|| bad("short status line"))?)
+                .ok()
+                .and_then(|s| s.parse::<u16>().ok())
+                .ok_or_else(|| bad("status"))?;
+            let lower = head.to_ascii_lowercase();
+            let len = find(&lower, b"content-length:")
+                .map(|i| {
+                    let v = &lower[i + 15..];
+                    let v = &v[..find(v, b"\r\n").unwrap_or(v.len())];
+                    std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<usize>().ok())
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0);
+            let total = end + 4 + len;
+            while buf.len() < total {
+                read_more(stream, buf).await?;
+            }
+            buf.drain(..total);
+            return Ok(status);
+        }
+        read_more(stream, buf).await?;
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut chunk = [0u8; 4096];
+    let n = stream.read(&mut chunk).await?;
+    if n == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+async fn connection(
+    addr: SocketAddr,
+    requests: Requests,
+    deadline: Instant,
+    expect_per_conn: usize,
+) -> ConnResult {
+    let mut res = ConnResult {
+        latencies_ns: Vec::with_capacity(expect_per_conn),
+        ..ConnResult::default()
+    };
+    let mut stream = match connect(addr).await {
+        Ok(s) => s,
+        Err(_) => {
+            res.io_errors += 1;
+            return res;
+        }
+    };
+    let mut buf = Vec::with_capacity(4096);
+    let mut scratch = Vec::with_capacity(1024);
+    loop {
+        let bytes: &[u8] = match &requests {
+            Requests::Fixed(b) => b,
+            Requests::Pool(p) => {
+                let i = p.next.fetch_add(1, Ordering::Relaxed);
+                let Some(t) = p.tokens.get(i) else {
+                    res.exhausted = true;
+                    break;
+                };
+                scratch.clear();
+                scratch.extend_from_slice(PREFIX);
+                scratch.extend_from_slice(t.as_bytes());
+                scratch.extend_from_slice(b"\r\n\r\n");
+                &scratch
+            }
+        };
+        let start = Instant::now();
+        let outcome = async {
+            stream.write_all(bytes).await?;
+            read_response(&mut stream, &mut buf).await
+        }
+        .await;
+        let now = Instant::now();
+        match outcome {
+            Ok(200) => {
+                res.ok += 1;
+                res.latencies_ns
+                    .push(u32::try_from((now - start).as_nanos()).unwrap_or(u32::MAX));
+            }
+            Ok(_) => res.bad_status += 1,
+            Err(_) => {
+                res.io_errors += 1;
+                buf.clear();
+                match connect(addr).await {
+                    Ok(s) => stream = s,
+                    Err(_) => break,
+                }
+            }
+        }
+        if now >= deadline {
+            break;
+        }
+    }
+    res
+}
+
+struct Round {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    server_cpu_us_per_req: f64,
+    server_busy: f64,
+    client_busy: f64,
+    errors: u64,
+    exhausted: bool,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx] as f64 / 1_000.0
+}
+
+async fn run_round(server: &Server, requests: Requests, conns: usize, secs: f64, tick_hz: f64) -> Round {
+    let pid = server.child.id().to_string();
+    let cpu0 = cpu_time(&pid, tick_hz);
+    let me0 = cpu_time("self", tick_hz);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let expect = (secs * 150_000.0 / conns as f64) as usize + 16;
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| tokio::spawn(connection(server.addr, requests.clone(), deadline, expect)))
+        .collect();
+    let mut all = ConnResult::default();
+    for t in tasks {
+        let r = t.await.expect("connection task");
+        all.ok += r.ok;
+        all.bad_status += r.bad_status;
+        all.io_errors += r.io_errors;
+        all.exhausted |= r.exhausted;
+        all.latencies_ns.extend(r.latencies_ns);
+    }
+    let elapsed = start.elapsed();
+    let cpu = cpu_time(&pid, tick_hz).saturating_sub(cpu0);
+    let me = cpu_time("self", tick_hz).saturating_sub(me0);
+    all.latencies_ns.sort_unstable();
+    let secs = elapsed.as_secs_f64();
+    Round {
+        rps: all.ok as f64 / secs,
+        p50_us: percentile(&all.latencies_ns, 0.50),
+        p99_us: percentile(&all.latencies_ns, 0.99),
+        server_cpu_us_per_req: cpu.as_secs_f64() * 1e6 / (all.ok.max(1) as f64),
+        server_busy: cpu.as_secs_f64() / secs,
+        client_busy: me.as_secs_f64() / secs,
+        errors: all.bad_status + all.io_errors,
+        exhausted: all.exhausted,
+    }
+}
+
+struct Tokens {
+    es256: TestIssuer,
+    ed25519: TestIssuer,
+}
+
+impl Tokens {
+    fn issuer(&self, v: Variant) -> &TestIssuer {
+        if v.eddsa() { &self.ed25519 } else { &self.es256 }
+    }
+
+    fn mint(&self, v: Variant) -> String {
+        self.issuer(v)
+            .token(AUD, &[SCOPE])
+            .subject("svc-load")
+            .client_id("load")
+            .ttl_secs(TOKEN_TTL)
+            .mint()
+            .expect("mint")
+    }
+
+    fn requests(&self, v: Variant, pool_size: usize) -> Requests {
+        match v {
+            Variant::NoAuth => Requests::Fixed(request_bytes(None).into()),
+            Variant::ZspSingleUse => Requests::Pool(Arc::new(TokenPool {
+                tokens: (0..pool_size).map(|_| self.mint(v)).collect(),
+                next: AtomicUsize::new(0),
+            })),
+            _ => Requests::Fixed(request_bytes(Some(&self.mint(v))).into()),
+        }
+    }
+}
+
+fn write_jwks(dir: &Path, name: &str, issuer: &TestIssuer) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_vec(&issuer.jwks()).expect("jwks json")).expect("write jwks");
+    path
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn client_main() {
+    zsp::core::crypto::ensure_provider();
+    let pinned = std::env::var_os("ZSP_LOAD_NO_PIN").is_none();
+    let server_cpu = env_num("ZSP_LOAD_SERVER_CPU", 0usize);
+    let client_cpu = env_num("ZSP_LOAD_CLIENT_CPU", 1usize);
+    let secs: f64 = env_num("ZSP_LOAD_SECS", 3.0);
+    let warmup: f64 = env_num("ZSP_LOAD_WARMUP_SECS", 1.0);
+    let rounds: usize = env_num("ZSP_LOAD_ROUNDS", 5);
+    let conns: usize = env_num("ZSP_LOAD_CONNS", 32);
+    let single_use_rate: f64 = env_num("ZSP_LOAD_SINGLE_USE_RATE", 25_000.0);
+    let variants: Vec<Variant> = match std::env::var("ZSP_LOAD_VARIANTS") {
+        Ok(list) => list
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .filter_map(Variant::from_id)
+            .collect(),
+        Err(_) => Variant::ALL.to_vec(),
+    };
+    let tick_hz = clock_ticks();
+
+    let dir = std::env::temp_dir().join(format!("zsp-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let tokens = Tokens {
+        es256: TestIssuer::es256(ISS),
+        ed25519: TestIssuer::ed25519(ISS),
+    };
+    let es_jwks = write_jwks(&dir, "es256.jwks.json", &tokens.es256);
+    let ed_jwks = write_jwks(&dir, "ed25519.jwks.json", &tokens.ed25519);
+
+    println!(
+        "zsp load bench: {} variants × {rounds} rounds × {secs} s, {conns} keep-alive connections, \
+         warm-up {warmup} s; server CPU {}, generator CPU {}",
+        variants.len(),
+        if pinned {
+            server_cpu.to_string()
+        } else {
+            "unpinned".into()
+        },
+        if pinned {
+            client_cpu.to_string()
+        } else {
+            "unpinned".into()
+        },
+    );
+    let servers: Vec<Server> = variants
+        .iter()
+        .map(|&v| {
+            let jwks = if v.eddsa() { &ed_jwks } else { &es_jwks };
+            spawn_server(v, jwks, pinned.then_some(server_cpu))
+        })
+        .collect();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pool_size = |s: f64| (single_use_rate * s).ceil() as usize + conns;
+    let results: Vec<Vec<Round>> = rt.block_on(async {
+        if warmup > 0.0 {
+            for s in &servers {
+                let req = tokens.requests(s.variant, pool_size(warmup));
+                let r = run_round(s, req, conns, warmup, tick_hz).await;
+                if r.errors > 0 {
+                    eprintln!("warning: warm-up of ({}) had {} errors", s.variant.id(), r.errors);
+                }
+            }
+        }
+        let mut results: Vec<Vec<Round>> = servers.iter().map(|_| Vec::new()).collect();
+        for round in 0..rounds {
+            for (i, s) in servers.iter().enumerate() {
+                let req = tokens.requests(s.variant, pool_size(secs));
+                let r = run_round(s, req, conns, secs, tick_hz).await;
+                println!(
+                    "round {} ({}) {:>9.0} req/s  p50 {:>8.1} µs  p99 {:>8.1} µs  server {:>5.1} µs CPU/req, \
+                     busy {:>3.0} %  generator busy {:>3.0} %{}{}",
+                    round + 1,
+                    s.variant.id(),
+                    r.rps,
+                    r.p50_us,
+                    r.p99_us,
+                    r.server_cpu_us_per_req,
+                    r.server_busy * 100.0,
+                    r.client_busy * 100.0,
+                    if r.errors > 0 {
+                        format!("  ERRORS {}", r.errors)
+                    } else {
+                        String::new()
+                    },
+                    if r.exhausted {
+                        "  (token pool exhausted: round ended early)"
+                    } else {
+                        ""
+                    },
+                );
+                results[i].push(r);
+            }
+        }
+        results
+    });
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    report(&variants, &results, rounds, secs, conns);
+}
+
+struct Summary {
+    variant: Variant,
+    rps: f64,
+    p50: f64,
+    p99: f64,
+    cpu: f64,
+    errors: u64,
+}
+
+fn report(variants: &[Variant], results: &[Vec<Round>], rounds: usize, secs: f64, conns: usize) {
+    let sums: Vec<Summary> = variants
+        .iter()
+        .zip(results)
+        .map(|(&variant, rs)| Summary {
+            variant,
+            rps: median(rs.iter().map(|r| r.rps).collect()),
+            p50: median(rs.iter().map(|r| r.p50_us).collect()),
+            p99: median(rs.iter().map(|r| r.p99_us).collect()),
+            cpu: median(rs.iter().map(|r| r.server_cpu_us_per_req).collect()),
+            errors: rs.iter().map(|r| r.errors).sum(),
+        })
+        .collect();
+    let get = |v: Variant| sums.iter().find(|s| s.variant == v);
+    let base = get(Variant::NoAuth);
+    let ratio = |x: f64, b: Option<f64>| match b {
+        Some(b) if b > 0.0 => format!("{:.3}×", x / b),
+        _ => "–".into(),
+    };
+    println!();
+    println!(
+        "Medians of {rounds} interleaved rounds of {secs} s, {conns} connections; ratios are to (1) no auth."
+    );
+    println!();
+    println!("| variant | req/s | × (1) | p50 µs | × (1) | p99 µs | × (1) | server CPU µs/req | errors |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for s in &sums {
+        println!(
+            "| ({}) {} | {:.0} | {} | {:.0} | {} | {:.0} | {} | {:.1} | {} |",
+            s.variant.id(),
+            s.variant.name(),
+            s.rps,
+            ratio(s.rps, base.map(|b| b.rps)),
+            s.p50,
+            ratio(s.p50, base.map(|b| b.p50)),
+            s.p99,
+            ratio(s.p99, base.map(|b| b.p99)),
+            s.cpu,
+            s.errors,
+        );
+    }
+    println!();
+    println!("Targets (issue \"Benchmarks\"):");
+    let check = |name: &str, got: Option<(f64, f64)>, target: f64, higher_better: bool| match got {
+        Some((value, reference)) if reference > 0.0 => {
+            let r = value / reference;
+            let met = if higher_better { r >= target } else { r <= target };
+            println!(
+                "- {name}: {r:.3}× (target {} {target}×) — {}",
+                if higher_better { "≥" } else { "≤" },
+                if met { "MET" } else { "NOT MET" }
+            );
+        }
+        _ => println!("- {name}: not measured in this run"),
+    };
+    let pair = |a: Variant, b: Variant, f: fn(&Summary) -> f64| Some((f(get(a)?), f(get(b)?)));
+    check(
+        "zsp ES256 (4) req/s vs jwt-authorizer (3)",
+        pair(Variant::ZspEs256, Variant::JwtAuthorizer, |s| s.rps),
+        1.06,
+        true,
+    );
+    check(
+        "zsp ES256 (4) req/s vs no auth (1)",
+        pair(Variant::ZspEs256, Variant::NoAuth, |s| s.rps),
+        0.115,
+        true,
+    );
+    check(
+        "zsp signature cache (7) req/s vs no auth (1)",
+        pair(Variant::ZspSigCache, Variant::NoAuth, |s| s.rps),
+        0.85,
+        true,
+    );
+    check(
+        "zsp ES256 (4) p99 vs jwt-authorizer (3) p99",
+        pair(Variant::ZspEs256, Variant::JwtAuthorizer, |s| s.p99),
+        1.0,
+        false,
+    );
+}
