@@ -45,6 +45,7 @@ struct Case {
     name: &'static str,
     token: String,
     verifier: Verifier,
+    keys: KeySet,
     jwt_key: DecodingKey,
     raw_key: Option<ParsedPublicKey>,
     hmac_key: Option<aws_lc_rs::hmac::Key>,
@@ -126,7 +127,8 @@ fn rsa_case() -> Case {
     Case {
         name: "RS256",
         token,
-        verifier: Verifier::builder(policy(Algorithm::RS256), keys).build(),
+        verifier: Verifier::builder(policy(Algorithm::RS256), keys.clone()).build(),
+        keys,
         jwt_key: DecodingKey::from_rsa_components(&n, &e).unwrap(),
         raw_key: Some(raw),
         hmac_key: None,
@@ -151,7 +153,8 @@ fn hmac_case() -> Case {
     Case {
         name: "HS256",
         token,
-        verifier: Verifier::builder(policy(Algorithm::HS256), keys).build(),
+        verifier: Verifier::builder(policy(Algorithm::HS256), keys.clone()).build(),
+        keys,
         jwt_key: DecodingKey::from_secret(&secret),
         raw_key: None,
         hmac_key: Some(key),

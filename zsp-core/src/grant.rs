@@ -11,7 +11,7 @@ struct Inner {
     claims: Claims,
     scopes: ScopeSet,
     payload: Box<[u8]>,
-    route: Option<String>,
+    route: Option<Arc<str>>,
     token: Arc<str>,
 }
 
@@ -39,7 +39,7 @@ impl Grant {
         claims: Claims,
         scopes: ScopeSet,
         payload: Box<[u8]>,
-        route: Option<String>,
+        route: Option<Arc<str>>,
         token: Arc<str>,
     ) -> Self {
         Grant(Arc::new(Inner {
