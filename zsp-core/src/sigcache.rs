@@ -25,9 +25,11 @@ struct Entry {
     key: VerifyingKey,
 }
 
+type Shard = Mutex<HashMap<[u8; 32], Entry>>;
+
 /// A bounded map from token hash to the key that verified it.
 pub(crate) struct SignatureCache {
-    shards: Box<[Mutex<HashMap<[u8; 32], Entry>>]>,
+    shards: Box<[Shard]>,
     per_shard: usize,
 }
 
@@ -43,7 +45,7 @@ impl SignatureCache {
         crate::crypto::sha256(token)
     }
 
-    fn shard(&self, digest: &[u8; 32]) -> &Mutex<HashMap<[u8; 32], Entry>> {
+    fn shard(&self, digest: &[u8; 32]) -> &Shard {
         &self.shards[usize::from(digest[0]) % SHARDS]
     }
 
