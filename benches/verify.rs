@@ -89,6 +89,7 @@ fn ec_case(name: &'static str, issuer: TestIssuer, alg: Algorithm) -> Case {
         name,
         token,
         verifier,
+        keys: issuer.key_set(),
         jwt_key,
         raw_key: Some(raw_key),
         hmac_key: None,
