@@ -220,6 +220,18 @@ fn verify_vs_floor(c: &mut Criterion) {
                     .unwrap()
             })
         });
+        let cached = Verifier::builder(case.verifier.policy().clone(), case.keys.clone())
+            .signature_cache(10_000)
+            .build();
+        g.bench_function(format!("{}/zsp_verify_signature_cached", case.name), |b| {
+            b.iter(|| {
+                cached
+                    .verify(black_box(&case.token), &facts)
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap()
+            })
+        });
     }
     g.finish();
 }
