@@ -10,7 +10,7 @@ use crate::clock::UnixTime;
 struct Inner {
     claims: Claims,
     scopes: ScopeSet,
-    payload: Box<[u8]>,
+    payload: Vec<u8>,
     route: Option<Arc<str>>,
     token: Arc<str>,
 }
@@ -38,7 +38,7 @@ impl Grant {
     pub(crate) fn new(
         claims: Claims,
         scopes: ScopeSet,
-        payload: Box<[u8]>,
+        payload: Vec<u8>,
         route: Option<Arc<str>>,
         token: Arc<str>,
     ) -> Self {

@@ -450,7 +450,7 @@ impl Verifier {
         Ok(Grant::new(
             claims,
             scopes,
-            payload.into_boxed_slice(),
+            payload,
             seen.route.clone(),
             Arc::from(token),
         ))
