@@ -13,19 +13,20 @@
 //! JWKS file, iss + aud + exp, ES256 only); (4) zsp `VerifyLayer` ES256 with a scope rule and
 //! audit on; (5) zsp EdDSA, same policy; (6) zsp with the route single-use and the memory
 //! replay guard, every request a fresh token; (7) zsp ES256 with the verified-signature cache,
-//! one reused token.
+//! one reused token. An extra (8), not in the list, is (7) with audit off, to show
+//! what the audit event costs once the signature is out of the way.
 //!
 //! Processes: `cargo bench` starts this binary (the launcher), which re-executes itself under
 //! `taskset -c $ZSP_LOAD_CLIENT_CPU` (default 1) as the load generator; the generator starts one
 //! server process per variant under `taskset -c $ZSP_LOAD_SERVER_CPU` (default 0). All servers
-//! live for the whole run (idle ones cost nothing); rounds go 1..7, repeated, each for a fixed
+//! live for the whole run (idle ones cost nothing); rounds go 1..8, repeated, each for a fixed
 //! time with a fixed number of keep-alive connections, one request in flight per connection
 //! (closed loop, like wrk). Servers exit when their stdin closes, so none outlives the run.
 //!
-//! Every server process installs the same tracing subscriber: a `fmt` layer writing to
-//! `std::io::sink()` with the `zsp::audit` and `zsp::verify` targets enabled at INFO, so zsp
-//! builds, formats and writes one audit event per request (the write itself goes nowhere);
-//! the other variants emit nothing on those targets.
+//! Every server process installs the same tracing subscriber: a `fmt` layer (plain text, no
+//! ANSI colours, as a log file gets) writing to `std::io::sink()` with the `zsp::audit` and
+//! `zsp::verify` targets enabled at INFO, so zsp builds, formats and writes one audit event per
+//! request (the write itself goes nowhere); the other variants emit nothing on those targets.
 //!
 //! Tokens: minted in the generator process by `zsp_core::testing::TestIssuer` (ES256 key,
 //! kid `test-es256`; Ed25519 key, kid `test-ed25519`), audience `bench-api`, scope
@@ -69,10 +70,11 @@ enum Variant {
     ZspEdDsa = 5,
     ZspSingleUse = 6,
     ZspSigCache = 7,
+    ZspSigCacheNoAudit = 8,
 }
 
 impl Variant {
-    const ALL: [Variant; 7] = [
+    const ALL: [Variant; 8] = [
         Variant::NoAuth,
         Variant::Jsonwebtoken,
         Variant::JwtAuthorizer,
@@ -80,6 +82,7 @@ impl Variant {
         Variant::ZspEdDsa,
         Variant::ZspSingleUse,
         Variant::ZspSigCache,
+        Variant::ZspSigCacheNoAudit,
     ];
 
     fn id(self) -> usize {
@@ -99,6 +102,7 @@ impl Variant {
             Variant::ZspEdDsa => "zsp EdDSA, scope rule, audit on",
             Variant::ZspSingleUse => "zsp ES256 single-use + memory replay",
             Variant::ZspSigCache => "zsp ES256 + signature cache, reused token",
+            Variant::ZspSigCacheNoAudit => "extra: (7) with audit off",
         }
     }
 
@@ -219,11 +223,14 @@ impl From<jwt_authorizer::AuthError> for JaResponse {
 
 fn audit_subscriber() {
     use tracing_subscriber::{filter::Targets, fmt, prelude::*};
-    let audit = fmt::layer().with_writer(std::io::sink).with_filter(
-        Targets::new()
-            .with_target("zsp::audit", tracing::Level::INFO)
-            .with_target("zsp::verify", tracing::Level::INFO),
-    );
+    let audit = fmt::layer()
+        .with_ansi(false)
+        .with_writer(std::io::sink)
+        .with_filter(
+            Targets::new()
+                .with_target("zsp::audit", tracing::Level::INFO)
+                .with_target("zsp::verify", tracing::Level::INFO),
+        );
     tracing_subscriber::registry().with(audit).init();
 }
 
@@ -246,14 +253,15 @@ fn zsp_app(variant: Variant, jwks: &[u8], hello: Router) -> Router {
         .build()
         .expect("policy");
     let keys = KeySet::from_jwks(jwks, None).expect("jwks");
-    let mut builder = Verifier::builder(policy, keys).audit(true);
+    let mut builder = Verifier::builder(policy, keys);
     if variant == Variant::ZspSingleUse {
         builder = builder.replay_guard(Arc::new(MemoryReplayGuard::new(4_000_000)));
     }
-    if variant == Variant::ZspSigCache {
-        // TODO(signature cache): `builder = builder.signature_cache(SIG_CACHE_ENTRIES);` once
-        // `VerifierBuilder::signature_cache` is merged into main. Until then (7) runs as (4).
-        let _ = SIG_CACHE_ENTRIES;
+    if matches!(variant, Variant::ZspSigCache | Variant::ZspSigCacheNoAudit) {
+        builder = builder.signature_cache(SIG_CACHE_ENTRIES);
+    }
+    if variant == Variant::ZspSigCacheNoAudit {
+        builder = builder.audit(false);
     }
     hello.layer(zsp::axum::extract::verify_layer(builder.build()))
 }
@@ -373,6 +381,7 @@ fn spawn_server(variant: Variant, jwks: &Path, pin: Option<usize>) -> Server {
         .strip_prefix("LISTENING ")
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("server {} did not start: {line:?}", variant.id()));
+    println!("server ({}) pid {} on {addr}", variant.id(), child.id());
     Server { variant, child, addr }
 }
 
