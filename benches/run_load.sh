@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the benchmarks behind BENCHMARKS.md and prints what the write-up needs.
+#
+#   benches/run_load.sh            # load bench only (one command: cargo bench --bench load)
+#   benches/run_load.sh --all      # plus the criterion suites, then a table of their medians
+#
+# Knobs for the load bench (defaults in brackets): ZSP_LOAD_SECS [3], ZSP_LOAD_ROUNDS [5],
+# ZSP_LOAD_CONNS [32], ZSP_LOAD_WARMUP_SECS [1], ZSP_LOAD_VARIANTS [1,2,3,4,5,6,7,8],
+# ZSP_LOAD_SERVER_CPU [0], ZSP_LOAD_CLIENT_CPU [1], ZSP_LOAD_SINGLE_USE_RATE [25000].
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "== $(date -u '+%F %T UTC') load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+cargo bench --bench load
+echo "== $(date -u '+%F %T UTC') load after load bench: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if [[ "${1:-}" == "--all" ]]; then
+    cargo bench --bench verify -- --warm-up-time 1 --measurement-time 3
+    cargo bench --bench outbound_broker -- --warm-up-time 1 --measurement-time 3
+    echo "== $(date -u '+%F %T UTC') load after criterion: $(cut -d' ' -f1-3 /proc/loadavg)"
+    # Criterion medians (point estimate of the median, ns) from target/criterion.
+    python3 - <<'EOF'
+import json, pathlib
+root = pathlib.Path("target/criterion")
+for est in sorted(root.glob("*/*/new/estimates.json")):
+    name = "/".join(est.parts[2:-2])
+    d = json.loads(est.read_text())
+    print(f"{name:55s} median {d['median']['point_estimate']:12.1f} ns")
+EOF
+fi
