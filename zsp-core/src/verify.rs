@@ -13,7 +13,8 @@
 //! 5. the signature;
 //! 6. the route rule: scopes, source address, sender constraint (only for a genuine token,
 //!    so a 403 never confirms anything to a forger);
-//! 7. revocation; 8. replay, last, so a denied request never burns a single-use `jti`.
+//! 7. revocation; 8. an optional caller check ([`Verifier::verify_with`], e.g. the DPoP
+//!    proof); 9. replay, last, so a denied request never burns a single-use `jti`.
 //!
 //! `jku`, `x5u`, `x5c` and `jwk` headers are ignored: keys come only from the [`KeySet`].
 
@@ -184,11 +185,56 @@ impl Verifier {
 
     /// Verifies `token` for the request described by `req`.
     pub async fn verify(&self, token: &str, req: &RequestFacts<'_>) -> Result<Grant, Denial> {
+        self.verify_with(token, req, |_| std::future::ready(Ok(()))).await
+    }
+
+    /// [`verify`](Self::verify) with one more check of the caller's, run on the would-be
+    /// [`Grant`] after every token check and revocation but **before** the replay guard, so a
+    /// request that `check` denies (a bad DPoP proof, say) never burns a single-use `jti`.
+    /// The audit event records the final outcome, including `check`'s denial.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use http::Method;
+    /// use zsp_core::testing::TestIssuer;
+    /// use zsp_core::{Denial, Policy, RequestFacts, RouteRule, Verifier};
+    ///
+    /// let issuer = TestIssuer::es256("https://broker.example");
+    /// let policy = Policy::builder()
+    ///     .issuer("https://broker.example")
+    ///     .audience("api")
+    ///     .route(RouteRule::post("/pay").all_of(["pay"]).single_use())
+    ///     .build()
+    ///     .unwrap();
+    /// let verifier = Verifier::builder(policy, issuer.key_set()).build();
+    /// let token = issuer.token("api", &["pay"]).mint().unwrap();
+    /// let facts = RequestFacts::new(&Method::POST, "/pay");
+    ///
+    /// // Denied by the extra check: the single-use jti is not recorded…
+    /// let denied = verifier
+    ///     .verify_with(&token, &facts, |_grant| async { Err(Denial::InvalidDpopProof("demo")) })
+    ///     .await;
+    /// assert_eq!(denied.unwrap_err(), Denial::InvalidDpopProof("demo"));
+    /// // …so the token still works once.
+    /// assert!(verifier.verify(&token, &facts).await.is_ok());
+    /// assert_eq!(verifier.verify(&token, &facts).await.unwrap_err(), Denial::Replayed);
+    /// # }
+    /// ```
+    pub async fn verify_with<F, Fut>(
+        &self,
+        token: &str,
+        req: &RequestFacts<'_>,
+        check: F,
+    ) -> Result<Grant, Denial>
+    where
+        F: FnOnce(Grant) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Denial>>,
+    {
         // Building the event costs allocations; skip it when nothing listens to zsp::audit.
         let start = (self.0.audit && tracing::enabled!(target: "zsp::audit", tracing::Level::INFO))
             .then(Instant::now);
         let mut seen = Seen::default();
-        let result = self.verify_inner(token, req, &mut seen).await;
+        let result = self.verify_inner(token, req, &mut seen, check).await;
         if let Some(start) = start {
             self.emit(&result, req, &seen, start);
         }
@@ -249,12 +295,17 @@ impl Verifier {
         .emit();
     }
 
-    async fn verify_inner(
+    async fn verify_inner<F, Fut>(
         &self,
         token: &str,
         req: &RequestFacts<'_>,
         seen: &mut Seen,
-    ) -> Result<Grant, Denial> {
+        check: F,
+    ) -> Result<Grant, Denial>
+    where
+        F: FnOnce(Grant) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Denial>>,
+    {
         let p = &self.0.policy;
         if token.is_empty() {
             return Err(Denial::MissingToken);
@@ -393,32 +444,44 @@ impl Verifier {
             }
         }
 
-        if rule.is_single_use() || claims.single_use == Some(true) {
-            let jti = claims.jti.as_deref().ok_or(Denial::MissingClaim("jti"))?;
-            match self
-                .0
-                .replay
-                .first_use(jti, now, exp.saturating_add(p.leeway))
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => return Err(Denial::Replayed),
-                Err(ReplayError::Full) => return Err(Denial::ReplayStoreFull),
-                Err(e) => {
-                    tracing::warn!(target: "zsp::verify", error = %e, "replay store failed; denying");
-                    return Err(Denial::StoreUnavailable("replay"));
-                }
-            }
-        }
+        let single_use = rule.is_single_use() || claims.single_use == Some(true);
+        let jti = match (single_use, claims.jti.as_deref()) {
+            (true, None) => return Err(Denial::MissingClaim("jti")),
+            (true, Some(j)) => Some(j.to_owned()),
+            (false, _) => None,
+        };
+        let until = exp.saturating_add(p.leeway);
 
         let claims = seen.claims.take().ok_or(Denial::Malformed("claims"))?;
-        Ok(Grant::new(
+        let grant = Grant::new(
             claims,
             scopes,
             payload.into_boxed_slice(),
             seen.route.clone(),
             Arc::from(token),
-        ))
+        );
+        if let Err(denial) = check(grant.clone()).await {
+            // Keep the claims for the audit event of this denial.
+            seen.claims = Some(grant.registered().clone());
+            return Err(denial);
+        }
+
+        if let Some(jti) = jti {
+            let denial = match self.0.replay.first_use(&jti, now, until).await {
+                Ok(true) => None,
+                Ok(false) => Some(Denial::Replayed),
+                Err(ReplayError::Full) => Some(Denial::ReplayStoreFull),
+                Err(e) => {
+                    tracing::warn!(target: "zsp::verify", error = %e, "replay store failed; denying");
+                    Some(Denial::StoreUnavailable("replay"))
+                }
+            };
+            if let Some(denial) = denial {
+                seen.claims = Some(grant.registered().clone());
+                return Err(denial);
+            }
+        }
+        Ok(grant)
     }
 }
 

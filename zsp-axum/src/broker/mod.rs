@@ -48,6 +48,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use zsp_core::clock::Clock;
+use zsp_core::dpop::{DpopVerifier, NonceIssuer};
 use zsp_core::{
     KeySet, KeySource, MemoryReplayGuard, MemoryRevocation, Policy, ReplayGuard, Revocation, RouteRule,
     SigningKey, SystemClock, Verifier,
@@ -77,6 +78,9 @@ pub enum BrokerError {
     /// The signing key file could not be read.
     #[error("signing key file {0}")]
     KeyFile(String),
+    /// The DPoP proof verifier configuration was refused.
+    #[error("DPoP: {0}")]
+    Dpop(#[from] zsp_core::dpop::DpopConfigError),
 }
 
 pub(crate) struct State {
@@ -89,6 +93,9 @@ pub(crate) struct State {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limiter: ratelimit::RateLimiter,
     pub(crate) token_endpoint: String,
+    /// Checks proofs on `/token` (htm POST, htu the token endpoint); shares the broker's
+    /// replay guard so a proof is single-use across replicas that share it.
+    pub(crate) dpop: DpopVerifier,
 }
 
 /// The key ring seen as a verifier's key source (for token exchange and introspection):
@@ -134,6 +141,7 @@ pub struct BrokerBuilder {
     revocation: Option<Arc<dyn Revocation>>,
     replay: Option<Arc<dyn ReplayGuard>>,
     clock: Arc<dyn Clock>,
+    dpop_nonces: Option<NonceIssuer>,
 }
 
 impl BrokerBuilder {
@@ -218,6 +226,13 @@ impl BrokerBuilder {
                 exchange_verifiers.insert(c.id.clone(), v);
             }
         }
+        let mut dpop = DpopVerifier::builder().replay_guard(replay.clone());
+        if let Some(n) = self.dpop_nonces {
+            dpop = dpop.require_nonces(n);
+        }
+        // The defaults (ES256, EdDSA, 60 s) always validate; the error cannot happen, but it
+        // is still reported rather than unwrapped.
+        let dpop = dpop.build().map_err(BrokerError::Dpop)?;
         let limiter = ratelimit::RateLimiter::new(policy.token_rate_per_sec);
         Ok(Broker {
             state: Arc::new(State {
@@ -230,6 +245,7 @@ impl BrokerBuilder {
                 clock: self.clock,
                 limiter,
                 token_endpoint,
+                dpop,
             }),
         })
     }
@@ -273,6 +289,7 @@ impl Broker {
             revocation: None,
             replay: None,
             clock: Arc::new(SystemClock),
+            dpop_nonces: None,
         }
     }
 
@@ -352,6 +369,9 @@ async fn metadata(axum::extract::State(s): axum::extract::State<Arc<State>>) -> 
                 ["client_secret_basic", "client_secret_post", "private_key_jwt"],
             "introspection_endpoint_auth_methods_supported":
                 ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "dpop_signing_alg_values_supported": zsp_core::verify::algorithm_names(s.dpop.algorithms())
+                .split(' ')
+                .collect::<Vec<_>>(),
         }),
         "public, max-age=300",
     )

@@ -8,9 +8,61 @@ use http::{Request, Response, StatusCode, header};
 use tower::ServiceExt;
 use tower_service::Service;
 
+use zsp_core::dpop::{DPOP, DpopKey, is_use_dpop_nonce, response_nonce};
+
 use super::future::ResponseFuture;
 use super::layer::Resolver;
-use crate::outbound::source::{FetchError, TokenRequest, TokenSource};
+use crate::outbound::source::{AccessToken, FetchError, TokenRequest, TokenSource, TokenType};
+
+/// Origins whose nonce is remembered; beyond this the map starts over rather than grow
+/// without bound on a client that talks to very many hosts.
+const MAX_NONCE_ORIGINS: usize = 1024;
+
+/// The layer's DPoP key and the latest `DPoP-Nonce` per origin (RFC 9449 §8: a nonce is
+/// per server, so one origin's nonce is never sent to another).
+pub(crate) struct DpopState {
+    key: DpopKey,
+    nonces: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl DpopState {
+    pub(crate) fn new(key: DpopKey) -> Self {
+        Self {
+            key,
+            nonces: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        // A panic elsewhere while holding the lock leaves a map that is still consistent.
+        self.nonces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn nonce(&self, origin: &str) -> Option<String> {
+        self.lock().get(origin).cloned()
+    }
+
+    fn remember(&self, origin: &str, headers: &http::HeaderMap) {
+        let Some(nonce) = response_nonce(headers) else {
+            return;
+        };
+        let mut map = self.lock();
+        if map.get(origin).map(String::as_str) == Some(nonce) {
+            return;
+        }
+        if map.len() >= MAX_NONCE_ORIGINS && !map.contains_key(origin) {
+            map.clear();
+        }
+        map.insert(origin.to_owned(), nonce.to_owned());
+    }
+}
+
+/// `scheme://authority` of an absolute URI: the scope of a server's nonces.
+fn origin(uri: &http::Uri) -> Option<String> {
+    Some(format!("{}://{}", uri.scheme_str()?, uri.authority()?))
+}
 
 /// A request body that can be sent again, if it can. The retry after a 401 `invalid_token`
 /// needs a second copy of the body; bodies that return `None` are sent once and their 401 is
@@ -87,9 +139,63 @@ pub(crate) struct Shared {
     pub(crate) fixed: Option<Arc<TokenRequest>>,
     pub(crate) resolver: Option<Resolver>,
     pub(crate) retry: bool,
+    pub(crate) dpop: Option<DpopState>,
 }
 
 impl Shared {
+    /// The token request, bound to the layer's DPoP key unless it names its own key.
+    fn resolve_bound(&self, parts: &http::request::Parts) -> Result<Arc<TokenRequest>, FetchError> {
+        let treq = self.resolve(parts)?;
+        match &self.dpop {
+            Some(d) if treq.dpop().is_none() => Ok(Arc::new((*treq).clone().dpop_key(d.key.clone()))),
+            _ => Ok(treq),
+        }
+    }
+
+    /// Sets `Authorization` and, for a DPoP token, a fresh proof for this request (with the
+    /// origin's latest nonce). Returns whether a proof was sent.
+    fn authorize(
+        &self,
+        parts: &mut http::request::Parts,
+        treq: &TokenRequest,
+        token: &AccessToken,
+    ) -> Result<bool, FetchError> {
+        parts
+            .headers
+            .insert(header::AUTHORIZATION, token.authorization().clone());
+        parts.headers.remove(DPOP);
+        if *token.token_type() != TokenType::DPoP {
+            return Ok(false);
+        }
+        // A DPoP token is worthless without its key's proof: fail here, not at the API.
+        let key = treq
+            .dpop()
+            .ok_or_else(|| FetchError::Config("DPoP token but no DPoP key configured".into()))?;
+        let nonce = match (&self.dpop, origin(&parts.uri)) {
+            (Some(d), Some(o)) => d.nonce(&o),
+            _ => None,
+        };
+        let proof = key
+            .proof(
+                &parts.method,
+                &parts.uri.to_string(),
+                Some(token.secret()),
+                nonce.as_deref(),
+            )
+            .map_err(|e| FetchError::Signing(format!("DPoP proof: {e}")))?;
+        let mut value = http::HeaderValue::try_from(proof)
+            .map_err(|_| FetchError::Signing("DPoP proof is not header-safe".into()))?;
+        value.set_sensitive(true);
+        parts.headers.insert(DPOP, value);
+        Ok(true)
+    }
+
+    fn remember_nonce(&self, uri: &http::Uri, headers: &http::HeaderMap) {
+        if let (Some(d), Some(o)) = (&self.dpop, origin(uri)) {
+            d.remember(&o, headers);
+        }
+    }
+
     fn resolve(&self, parts: &http::request::Parts) -> Result<Arc<TokenRequest>, FetchError> {
         if let Some(r) = parts.extensions.get::<TokenRequest>() {
             return Ok(Arc::new(r.clone()));
@@ -194,44 +300,64 @@ where
     B: ReplayBody,
 {
     let (mut parts, body) = req.into_parts();
-    let treq = shared.resolve(&parts).map_err(AttachError::Token)?;
+    let treq = shared.resolve_bound(&parts).map_err(AttachError::Token)?;
     let token = shared.source.token(&treq).await.map_err(AttachError::Token)?;
-    let replay = if shared.retry {
+    // The nonce retry is part of speaking DPoP, so it does not depend on `retry`.
+    let replay = if shared.retry || shared.dpop.is_some() {
         body.try_replay().map(|b| (copy_parts(&parts), b))
     } else {
         None
     };
-    parts
-        .headers
-        .insert(header::AUTHORIZATION, token.authorization().clone());
+    let sent_proof = shared
+        .authorize(&mut parts, &treq, &token)
+        .map_err(AttachError::Token)?;
+    let uri = parts.uri.clone();
     let resp = inner
         .call(Request::from_parts(parts, body))
         .await
         .map_err(AttachError::Service)?;
-    if resp.status() != StatusCode::UNAUTHORIZED || !is_invalid_token(resp.headers()) {
+    shared.remember_nonce(&uri, resp.headers());
+    if resp.status() != StatusCode::UNAUTHORIZED {
+        return Ok(resp);
+    }
+    // One retry in total. A use_dpop_nonce challenge comes first: the token itself passed
+    // (the API checks the proof only after the token), so the retry keeps the token and only
+    // makes a new proof with the nonce just remembered. Otherwise invalid_token drops the
+    // token and retries with a fresh one (and a fresh proof). Whatever the retry answers is
+    // final.
+    let nonce_retry = sent_proof && is_use_dpop_nonce(resp.headers());
+    let token_retry = !nonce_retry && shared.retry && is_invalid_token(resp.headers());
+    if !nonce_retry && !token_retry {
         return Ok(resp);
     }
     let Some((mut parts, body)) = replay else {
-        tracing::debug!(source = %shared.source.id(), "401 invalid_token; body not replayable, not retried");
+        tracing::debug!(source = %shared.source.id(), "401; body not replayable, not retried");
         return Ok(resp);
     };
-    tracing::info!(
-        source = %shared.source.id(),
-        audience = treq.audience().unwrap_or(""),
-        rejected = %token.fingerprint(),
-        "401 invalid_token: dropping the token and retrying once"
-    );
-    shared.source.invalidate(&treq, &token).await;
-    let fresh = shared.source.token(&treq).await.map_err(AttachError::Token)?;
-    parts
-        .headers
-        .insert(header::AUTHORIZATION, fresh.authorization().clone());
+    let token = if nonce_retry {
+        tracing::debug!(source = %shared.source.id(), "401 use_dpop_nonce: retrying once with the nonce");
+        token
+    } else {
+        tracing::info!(
+            source = %shared.source.id(),
+            audience = treq.audience().unwrap_or(""),
+            rejected = %token.fingerprint(),
+            "401 invalid_token: dropping the token and retrying once"
+        );
+        shared.source.invalidate(&treq, &token).await;
+        shared.source.token(&treq).await.map_err(AttachError::Token)?
+    };
+    shared
+        .authorize(&mut parts, &treq, &token)
+        .map_err(AttachError::Token)?;
     // The first call consumed readiness; the retry must wait for it again.
     let ready = inner.ready().await.map_err(AttachError::Service)?;
-    ready
+    let resp = ready
         .call(Request::from_parts(parts, body))
         .await
-        .map_err(AttachError::Service)
+        .map_err(AttachError::Service)?;
+    shared.remember_nonce(&uri, resp.headers());
+    Ok(resp)
 }
 
 #[cfg(test)]
