@@ -166,6 +166,32 @@ impl BrokerBuilder {
         self.clock = Arc::new(clock);
         self
     }
+    /// Requires a server nonce in every DPoP proof sent to `/token` (RFC 9449 §8): a proof
+    /// without a current one is answered 400 `use_dpop_nonce` with a `DPoP-Nonce` header, and
+    /// successful token responses carry a fresh nonce. Give every broker replica the same
+    /// issuer secret so each accepts the others' nonces.
+    ///
+    /// ```
+    /// use zsp_axum::broker::{Broker, BrokerPolicy, ClientPolicy};
+    /// use zsp_core::dpop::NonceIssuer;
+    ///
+    /// let policy = BrokerPolicy::builder("https://broker.example")
+    ///     .client(ClientPolicy::with_secret("svc", "a-256-bit-random-secret-from-your-vault")
+    ///         .audience("orders-api")
+    ///         .scopes(&["orders:read"])
+    ///         .dpop_required(true))
+    ///     .build()
+    ///     .unwrap();
+    /// let nonces = NonceIssuer::builder(b"the same 32+ byte secret on every broker replica")
+    ///     .build()
+    ///     .unwrap();
+    /// let broker = Broker::builder(policy).dpop_nonces(nonces).build().unwrap();
+    /// # let _ = broker;
+    /// ```
+    pub fn dpop_nonces(mut self, issuer: NonceIssuer) -> Self {
+        self.dpop_nonces = Some(issuer);
+        self
+    }
     /// Builds the broker.
     pub fn build(self) -> Result<Broker, BrokerError> {
         let key = match self.key {
