@@ -2,7 +2,14 @@
 //!
 //! It authenticates the calling workload, looks up what its [`BrokerPolicy`] lets that client
 //! have (audiences, scopes, max TTL, DPoP binding, single use), and mints a short-lived JWT
-//! (`typ` `at+jwt`, RFC 9068 claims, fresh `jti`). Endpoints:
+//! (`typ` `at+jwt`, RFC 9068 claims, fresh `jti`).
+//!
+//! DPoP (RFC 9449 §5): a token request with a valid `DPoP` proof (htm `POST`, htu
+//! `{issuer}/token`, single-use through the broker's replay guard) gets a token bound to the
+//! proof key (`cnf.jkt`, `token_type` `DPoP`); a client whose policy sets `dpop_required` is
+//! refused without one (`invalid_dpop_proof`). With [`BrokerBuilder::dpop_nonces`] proofs must
+//! carry a broker nonce (400 `use_dpop_nonce` + `DPoP-Nonce` otherwise). The metadata lists
+//! `dpop_signing_alg_values_supported`. Endpoints:
 //!
 //! | endpoint | what |
 //! |---|---|

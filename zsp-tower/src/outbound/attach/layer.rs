@@ -134,7 +134,13 @@ impl<S> Layer<S> for AttachLayer {
             inner,
             Arc::new(Shared {
                 source: Arc::clone(&self.source),
-                fixed: self.fixed.clone(),
+                // Bound once here so the common fixed-request case does not rebind per request.
+                fixed: match (&self.fixed, &self.dpop) {
+                    (Some(f), Some(k)) if f.dpop().is_none() => {
+                        Some(Arc::new((**f).clone().dpop_key(k.clone())))
+                    }
+                    (f, _) => f.clone(),
+                },
                 resolver: self.resolver.clone(),
                 retry: self.retry,
                 dpop: self.dpop.clone().map(DpopState::new),

@@ -491,4 +491,117 @@ mod tests {
         assert!(b.try_replay().is_none());
         assert!(reqwest::Body::from("abc").try_replay().is_some());
     }
+
+    /// A DPoP token source and an API that first wants a nonce, then (for body "expire")
+    /// rejects the token: the one retry goes to the nonce, the token refusal is final.
+    struct DpopSource(Mutex<usize>);
+
+    #[async_trait::async_trait]
+    impl TokenSource for Arc<DpopSource> {
+        async fn token(&self, req: &TokenRequest) -> Result<AccessToken, FetchError> {
+            assert!(req.dpop().is_some(), "the layer binds the request to its key");
+            *self.0.lock().unwrap() += 1;
+            AccessToken::new("dpop-token", TokenType::DPoP, 0, u64::MAX, None)
+        }
+    }
+
+    /// (Authorization, proof nonce) of each call the API saw.
+    type Calls = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+    fn nonce_api(
+        calls: Calls,
+    ) -> impl Service<
+        Request<String>,
+        Response = Response<String>,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone {
+        tower::service_fn(move |req: Request<String>| {
+            let calls = Arc::clone(&calls);
+            async move {
+                let auth = req.headers()[header::AUTHORIZATION].to_str().unwrap().to_owned();
+                let proof = req.headers()[DPOP].to_str().unwrap().to_owned();
+                let payload = proof.split('.').nth(1).unwrap();
+                let claims: serde_json::Value =
+                    serde_json::from_slice(&zsp_core::b64::decode(payload).unwrap()).unwrap();
+                let nonce = claims["nonce"].as_str().map(str::to_owned);
+                calls.lock().unwrap().push((auth, nonce.clone()));
+                let mut resp = Response::new(String::new());
+                resp.headers_mut().insert("dpop-nonce", "n-1".parse().unwrap());
+                let challenge = match (nonce.as_deref(), req.body().as_str()) {
+                    (None, _) => Some("DPoP error=\"use_dpop_nonce\", algs=\"ES256\""),
+                    (Some(_), "expire") => Some("DPoP error=\"invalid_token\", algs=\"ES256\""),
+                    _ => None,
+                };
+                if let Some(c) = challenge {
+                    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+                    resp.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, c.parse().unwrap());
+                }
+                Ok(resp)
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn rfc9449_8_use_dpop_nonce_is_retried_once_and_the_nonce_is_remembered() {
+        let src = Arc::new(DpopSource(Mutex::new(0)));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let key = zsp_core::dpop::DpopKey::generate().unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(AttachLayer::new(Arc::clone(&src), TokenRequest::new("a")).dpop(key))
+            .service(nonce_api(Arc::clone(&calls)));
+        let url = "http://api.example/orders";
+        let resp = svc
+            .clone()
+            .oneshot(Request::get(url).body(String::new()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        {
+            let c = calls.lock().unwrap();
+            assert_eq!(c.len(), 2);
+            assert_eq!(c[0], ("DPoP dpop-token".to_owned(), None));
+            assert_eq!(c[1].1.as_deref(), Some("n-1"), "the retry carries the nonce");
+        }
+        // The nonce is remembered for the origin: the next request needs no retry.
+        let resp = svc
+            .clone()
+            .oneshot(Request::get(url).body(String::new()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(calls.lock().unwrap().len(), 3);
+        // Another origin gets no nonce of this one.
+        svc.clone()
+            .oneshot(
+                Request::get("http://other.example/x")
+                    .body(String::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(calls.lock().unwrap()[3].1, None);
+        assert_eq!(*src.0.lock().unwrap(), 3, "no refetch for nonce retries");
+    }
+
+    #[tokio::test]
+    async fn one_retry_in_total_when_a_nonce_retry_meets_invalid_token() {
+        let src = Arc::new(DpopSource(Mutex::new(0)));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let key = zsp_core::dpop::DpopKey::generate().unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(AttachLayer::new(Arc::clone(&src), TokenRequest::new("a")).dpop(key))
+            .service(nonce_api(Arc::clone(&calls)));
+        let resp = svc
+            .oneshot(
+                Request::get("http://api.example/orders")
+                    .body("expire".to_owned())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "the retry's answer is final");
+        assert_eq!(calls.lock().unwrap().len(), 2);
+    }
 }
