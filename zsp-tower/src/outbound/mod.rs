@@ -22,6 +22,7 @@
 pub mod attach;
 mod cache;
 mod client_credentials;
+mod dpop;
 mod endpoint;
 mod exchange;
 #[cfg(feature = "reqwest-middleware")]

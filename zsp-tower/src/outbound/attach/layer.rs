@@ -5,7 +5,8 @@ use std::sync::Arc;
 use tower_layer::Layer;
 use zsp_core::dpop::{DpopError, DpopKey};
 
-use super::service::{AttachService, DpopState, Shared};
+use super::service::{AttachService, Shared};
+use crate::outbound::dpop::DpopState;
 use crate::outbound::source::{TokenRequest, TokenSource};
 
 pub(crate) type Resolver = Arc<dyn Fn(&http::request::Parts) -> Option<TokenRequest> + Send + Sync>;

@@ -8,61 +8,12 @@ use http::{Request, Response, StatusCode, header};
 use tower::ServiceExt;
 use tower_service::Service;
 
-use zsp_core::dpop::{DPOP, DpopKey, is_use_dpop_nonce, response_nonce};
+use zsp_core::dpop::{DPOP, is_use_dpop_nonce};
 
 use super::future::ResponseFuture;
 use super::layer::Resolver;
+use crate::outbound::dpop::{DpopState, origin, proof_header};
 use crate::outbound::source::{AccessToken, FetchError, TokenRequest, TokenSource, TokenType};
-
-/// Origins whose nonce is remembered; beyond this the map starts over rather than grow
-/// without bound on a client that talks to very many hosts.
-const MAX_NONCE_ORIGINS: usize = 1024;
-
-/// The layer's DPoP key and the latest `DPoP-Nonce` per origin (RFC 9449 §8: a nonce is
-/// per server, so one origin's nonce is never sent to another).
-pub(crate) struct DpopState {
-    key: DpopKey,
-    nonces: std::sync::Mutex<std::collections::HashMap<String, String>>,
-}
-
-impl DpopState {
-    pub(crate) fn new(key: DpopKey) -> Self {
-        Self {
-            key,
-            nonces: std::sync::Mutex::new(std::collections::HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
-        // A panic elsewhere while holding the lock leaves a map that is still consistent.
-        self.nonces
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn nonce(&self, origin: &str) -> Option<String> {
-        self.lock().get(origin).cloned()
-    }
-
-    fn remember(&self, origin: &str, headers: &http::HeaderMap) {
-        let Some(nonce) = response_nonce(headers) else {
-            return;
-        };
-        let mut map = self.lock();
-        if map.get(origin).map(String::as_str) == Some(nonce) {
-            return;
-        }
-        if map.len() >= MAX_NONCE_ORIGINS && !map.contains_key(origin) {
-            map.clear();
-        }
-        map.insert(origin.to_owned(), nonce.to_owned());
-    }
-}
-
-/// `scheme://authority` of an absolute URI: the scope of a server's nonces.
-fn origin(uri: &http::Uri) -> Option<String> {
-    Some(format!("{}://{}", uri.scheme_str()?, uri.authority()?))
-}
 
 /// A request body that can be sent again, if it can. The retry after a 401 `invalid_token`
 /// needs a second copy of the body; bodies that return `None` are sent once and their 401 is
@@ -147,7 +98,7 @@ impl Shared {
     fn resolve_bound(&self, parts: &http::request::Parts) -> Result<Arc<TokenRequest>, FetchError> {
         let treq = self.resolve(parts)?;
         match &self.dpop {
-            Some(d) if treq.dpop().is_none() => Ok(Arc::new((*treq).clone().dpop_key(d.key.clone()))),
+            Some(d) if treq.dpop().is_none() => Ok(Arc::new((*treq).clone().dpop_key(d.key().clone()))),
             _ => Ok(treq),
         }
     }
@@ -175,17 +126,13 @@ impl Shared {
             (Some(d), Some(o)) => d.nonce(&o),
             _ => None,
         };
-        let proof = key
-            .proof(
-                &parts.method,
-                &parts.uri.to_string(),
-                Some(token.secret()),
-                nonce.as_deref(),
-            )
-            .map_err(|e| FetchError::Signing(format!("DPoP proof: {e}")))?;
-        let mut value = http::HeaderValue::try_from(proof)
-            .map_err(|_| FetchError::Signing("DPoP proof is not header-safe".into()))?;
-        value.set_sensitive(true);
+        let value = proof_header(
+            key,
+            &parts.method,
+            &parts.uri.to_string(),
+            token,
+            nonce.as_deref(),
+        )?;
         parts.headers.insert(DPOP, value);
         Ok(true)
     }
