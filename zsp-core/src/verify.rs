@@ -488,13 +488,7 @@ impl Verifier {
         let until = exp.saturating_add(p.leeway);
 
         let claims = seen.claims.take().ok_or(Denial::Malformed("claims"))?;
-        let grant = Grant::new(
-            claims,
-            scopes,
-            payload,
-            seen.route.clone(),
-            Arc::from(token),
-        );
+        let grant = Grant::new(claims, scopes, payload, seen.route.clone(), Arc::from(token));
         if let Err(denial) = check(grant.clone()).await {
             // Keep the claims for the audit event of this denial.
             seen.claims = Some(grant.registered().clone());
