@@ -583,3 +583,53 @@ async fn without_a_dpop_verifier_bound_tokens_are_never_bearer_tokens() {
         .unwrap();
     assert_eq!(resp.status(), 400, "the DPoP scheme is refused, never downgraded");
 }
+
+#[tokio::test]
+async fn htu_comes_from_public_url_when_set_and_custom_denials_keep_the_dpop_challenge() {
+    let b = start_broker(None).await;
+    // Behind a proxy that clients know as https://api.example: proofs for the socket
+    // address the client happened to reach are not for this API.
+    let proxied = start_api(api_verifier(&b), |l, _| {
+        l.dpop(dpop_verifier())
+            .public_url("https://api.example/")
+            .on_denial(|d| {
+                let mut r = http::Response::new(bytes::Bytes::from_static(b"{}"));
+                *r.status_mut() = d.status();
+                r
+            })
+    })
+    .await;
+    let key = DpopKey::generate().unwrap();
+    let source = ClientCredentials::new(endpoint(&b, "svc"));
+    let token = zsp::tower::outbound::TokenSource::token(&source, &orders().dpop_key(key.clone()))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let direct = format!("{}/orders/1", proxied.base);
+    let send = |proof: String| {
+        http.get(&direct)
+            .header("authorization", format!("DPoP {}", token.secret()))
+            .header("dpop", proof)
+            .send()
+    };
+    let resp = send(
+        key.proof(&Method::GET, &direct, Some(token.secret()), None)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 401);
+    // The custom response has no challenge of its own; the DPoP one is added.
+    assert_eq!(
+        challenges(resp.headers()),
+        [r#"DPoP error="invalid_dpop_proof", algs="ES256 EdDSA""#]
+    );
+    let public = "https://api.example/orders/1";
+    let resp = send(
+        key.proof(&Method::GET, public, Some(token.secret()), None)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+}
