@@ -48,6 +48,11 @@
 //! (`"replay"`, 503) and a revocation error into `StoreUnavailable("revocation")` (503); both
 //! are logged at warn on target `zsp::verify` and audited with reason `store_unavailable`.
 //!
+//! A check that ran out of budget may still reach Redis later (a stalled server processes its
+//! backlog when it resumes): its `jti` may then be recorded although the request was denied
+//! with 503. That errs on the safe side; a client that gets a 503 on a single-use route
+//! retries with a fresh token, never with the same one.
+//!
 //! Revocation may instead be configured to fail open with [`RedisRevocation::fail_open`]:
 //! then an unanswered check counts as "not revoked", and every such occurrence is logged at
 //! warn on target `zsp::audit` with reason `revocation_unavailable_fail_open`. Replay never

@@ -322,3 +322,58 @@ async fn redis_outage_fails_closed_with_503_and_the_same_verifier_recovers_when_
     with_revocation.verify(&reader(), &read()).await.unwrap();
     drop(server);
 }
+
+fn signal(server: &OwnedRedis, sig: &str) {
+    let pid = server.child.as_ref().map(Child::id).unwrap();
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_slower_than_the_budget_answers_503_then_recovers_without_a_rebuild() {
+    if redis_url().is_none() {
+        return;
+    }
+    let server = OwnedRedis::start(free_port());
+    server.wait_ready().await;
+    let store = RedisStore::builder(server.url())
+        .prefix(unique_prefix())
+        .budget(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let issuer = TestIssuer::es256(ISS);
+    let v = replica(&issuer, &store, true);
+    let single_use = || issuer.token(AUD, &["pay"]).mint().unwrap();
+    v.verify(&single_use(), &pay()).await.unwrap();
+
+    // A stopped process keeps its socket open but never answers: the slow-Redis case, which
+    // only the budget can catch.
+    signal(&server, "-STOP");
+    let stalled = single_use();
+    for t in [&stalled, &single_use()] {
+        assert_eq!(
+            v.verify(t, &pay()).await.unwrap_err(),
+            Denial::StoreUnavailable("revocation")
+        );
+    }
+    let replay_only = replica(&issuer, &store, false);
+    assert_eq!(
+        replay_only.verify(&stalled, &pay()).await.unwrap_err(),
+        Denial::StoreUnavailable("replay")
+    );
+    signal(&server, "-CONT");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match v.verify(&single_use(), &pay()).await {
+            Ok(_) => break,
+            Err(Denial::StoreUnavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(d) => panic!("verifier did not recover: {d:?}"),
+        }
+    }
+}
