@@ -46,6 +46,10 @@ pub struct Claims {
     /// The acting party in a delegation chain (RFC 8693 §4.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Actor>,
+    /// Set by an issuer whose policy makes the client's tokens single-use: every verifier
+    /// then records the `jti`, whatever its route rules say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub single_use: Option<bool>,
 }
 
 impl Claims {

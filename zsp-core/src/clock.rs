@@ -63,6 +63,12 @@ impl Clock for ManualClock {
     }
 }
 
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> UnixTime {
+        (**self).now()
+    }
+}
+
 /// Shared handle to a clock.
 pub(crate) type SharedClock = Arc<dyn Clock>;
 

@@ -98,6 +98,17 @@ pub enum Denial {
     /// The verifier has never obtained verification keys.
     #[error("verification keys unavailable")]
     KeysUnavailable,
+    /// The DPoP proof is missing, malformed or fails a check of RFC 9449 §4.3; the reason
+    /// says which (for audit events only).
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(&'static str),
+    /// Nonces are required and the proof has none, or a stale, future or forged one
+    /// (RFC 9449 §8); the response carries a fresh `DPoP-Nonce`.
+    #[error("DPoP nonce required")]
+    UseDpopNonce,
+    /// A DPoP-bound token (`cnf.jkt`) was presented as a bearer token (RFC 9449 §7.2).
+    #[error("DPoP-bound token presented as bearer")]
+    DpopBoundTokenAsBearer,
 }
 
 impl Denial {
@@ -120,6 +131,8 @@ impl Denial {
             MissingToken => None,
             ReplayStoreFull | StoreUnavailable(_) | KeysUnavailable => None,
             InvalidRequest(_) => Some("invalid_request"),
+            InvalidDpopProof(_) => Some("invalid_dpop_proof"),
+            UseDpopNonce => Some("use_dpop_nonce"),
             InsufficientScope { .. } | RouteNotAllowed | SourceNotAllowed => Some("insufficient_scope"),
             _ => Some("invalid_token"),
         }
@@ -158,6 +171,9 @@ impl Denial {
             ReplayStoreFull => "replay_store_full",
             StoreUnavailable(_) => "store_unavailable",
             KeysUnavailable => "keys_unavailable",
+            InvalidDpopProof(_) => "invalid_dpop_proof",
+            UseDpopNonce => "use_dpop_nonce",
+            DpopBoundTokenAsBearer => "dpop_bound_token_as_bearer",
         }
     }
 
@@ -199,6 +215,34 @@ impl Denial {
         } else {
             format!("{scheme} {}", params.join(", "))
         })
+    }
+}
+
+impl Denial {
+    /// The `WWW-Authenticate` value for the `DPoP` scheme (RFC 9449 §7.1): the
+    /// [`challenge`](Self::challenge) plus `algs`, the proof algorithms the server accepts.
+    /// `None` for server-side failures (503).
+    ///
+    /// ```
+    /// use zsp_core::{Algorithm, Denial};
+    /// let algs = [Algorithm::ES256, Algorithm::EdDSA];
+    /// assert_eq!(
+    ///     Denial::UseDpopNonce.dpop_challenge(None, &algs).unwrap(),
+    ///     r#"DPoP error="use_dpop_nonce", algs="ES256 EdDSA""#
+    /// );
+    /// assert_eq!(
+    ///     Denial::MissingToken.dpop_challenge(Some("api"), &algs).unwrap(),
+    ///     r#"DPoP realm="api", algs="ES256 EdDSA""#
+    /// );
+    /// ```
+    pub fn dpop_challenge(&self, realm: Option<&str>, algs: &[jsonwebtoken::Algorithm]) -> Option<String> {
+        let mut out = self.challenge("DPoP", realm)?;
+        if !algs.is_empty() {
+            let names: Vec<&str> = algs.iter().map(|a| crate::mint::alg_name(*a)).collect();
+            out.push_str(if out == "DPoP" { " " } else { ", " });
+            out.push_str(&format!("algs=\"{}\"", names.join(" ")));
+        }
+        Some(out)
     }
 }
 

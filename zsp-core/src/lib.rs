@@ -42,6 +42,7 @@ pub mod claims;
 pub mod clock;
 pub mod crypto;
 pub mod denial;
+pub mod dpop;
 pub mod grant;
 #[cfg(feature = "remote-jwks")]
 pub mod jwks;
@@ -59,8 +60,11 @@ pub use audit::{AuditDecision, AuditEvent};
 pub use claims::{Actor, Audience, Claims, Confirmation, ScopeSet};
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use denial::Denial;
+pub use dpop::{DpopKey, DpopVerifier, Jkt, NonceIssuer};
 pub use grant::Grant;
 pub use jsonwebtoken::Algorithm;
+#[cfg(feature = "remote-jwks")]
+pub use jwks::{JwksError, RemoteJwks};
 pub use keys::{KeyError, KeySet, KeySource, VerifyingKey};
 pub use mint::{MintError, MintRequest, Minter, SigningKey};
 pub use policy::{Policy, PolicyBuilder, PolicyConfig, PolicyError, RouteRule, ScopeRequirement};

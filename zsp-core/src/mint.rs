@@ -193,6 +193,8 @@ pub struct MintRequest {
     pub act: Option<Actor>,
     /// `nbf`, if any.
     pub not_before: Option<UnixTime>,
+    /// Mark the token single-use for every verifier (claim `single_use`).
+    pub single_use: bool,
     /// Additional claims; they cannot override registered ones.
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
@@ -251,6 +253,8 @@ struct Registered<'a> {
     cnf: Option<Confirmation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     act: Option<&'a Actor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    single_use: Option<bool>,
 }
 
 /// Signs ephemeral access tokens.
@@ -340,6 +344,7 @@ impl Minter {
             scope: (!req.scopes.is_empty()).then(|| req.scopes.join(" ")),
             cnf: req.jkt.as_ref().map(|j| Confirmation { jkt: Some(j.clone()) }),
             act: req.act.as_ref(),
+            single_use: req.single_use.then_some(true),
         };
         let mut claims = serde_json::to_value(&reg).map_err(|e| MintError::Signing(e.to_string()))?;
         if let Some(obj) = claims.as_object_mut() {

@@ -4,6 +4,18 @@
 //! serde form [`PolicyConfig`]), validated at `build()`, and then only read. Route rules are
 //! matched in order, first match wins; a request that matches no rule is denied unless a
 //! default rule is configured.
+//!
+//! # Context rules: source addresses
+//!
+//! A route ([`RouteRule::from_cidrs`]) or a client ([`PolicyBuilder::client_from_cidrs`]) may be
+//! limited to source networks. Tokens carry no address claim: a token says who the caller is,
+//! never where it calls from, so a stolen token cannot vouch for its own origin. The verifier
+//! compares [`crate::RequestFacts::client_ip`] — the peer address of the connection, or, only
+//! when the inbound layer is configured to trust one, the right-most entry of a proxy header —
+//! with the CIDRs. When a rule has CIDRs and the address is unknown, the request is denied
+//! (`SourceNotAllowed`, 403). A client rule applies to tokens whose `client_id` names it, on
+//! every route, in addition to the route's own CIDRs. IPv4-mapped IPv6 addresses match IPv4
+//! networks.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -369,6 +381,7 @@ pub fn validate_scope(scope: &str) -> Result<(), PolicyError> {
 pub struct Policy {
     pub(crate) issuers: Vec<String>,
     pub(crate) audience: String,
+    pub(crate) also_audiences: Vec<String>,
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) max_lifetime: u64,
     pub(crate) leeway: u64,
@@ -377,6 +390,7 @@ pub struct Policy {
     pub(crate) routes: Vec<RouteRule>,
     pub(crate) default_route: Option<RouteRule>,
     pub(crate) realm: Option<String>,
+    pub(crate) client_cidrs: Vec<(String, Vec<Cidr>)>,
 }
 
 impl Policy {
@@ -391,6 +405,10 @@ impl Policy {
     /// This service's audience.
     pub fn audience(&self) -> &str {
         &self.audience
+    }
+    /// Whether `aud` names this service (its audience or an alias).
+    pub fn accepts_audience(&self, aud: &crate::claims::Audience) -> bool {
+        aud.contains(&self.audience) || self.also_audiences.iter().any(|a| aud.contains(a))
     }
     /// The allowed algorithms.
     pub fn algorithms(&self) -> &[Algorithm] {
@@ -411,6 +429,13 @@ impl Policy {
     /// The realm sent in challenges, if any.
     pub fn realm(&self) -> Option<&str> {
         self.realm.as_deref()
+    }
+    /// The source networks a client (by `client_id`) is limited to, if any.
+    pub fn client_cidrs(&self, client_id: &str) -> Option<&[Cidr]> {
+        self.client_cidrs
+            .iter()
+            .find(|(c, _)| c == client_id)
+            .map(|(_, cidrs)| cidrs.as_slice())
     }
     /// The first rule matching the request, or the default rule.
     pub fn route_for(&self, method: &Method, path: &str) -> Option<&RouteRule> {
@@ -454,6 +479,7 @@ impl Policy {
 pub struct PolicyBuilder {
     issuers: Vec<String>,
     audience: Option<String>,
+    also_audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
     max_lifetime: Duration,
     leeway: Duration,
@@ -462,6 +488,7 @@ pub struct PolicyBuilder {
     routes: Vec<RouteRule>,
     default_route: Option<RouteRule>,
     realm: Option<String>,
+    client_cidrs: Vec<(String, Result<Vec<Cidr>, String>)>,
 }
 
 impl Default for PolicyBuilder {
@@ -469,6 +496,7 @@ impl Default for PolicyBuilder {
         Self {
             issuers: Vec::new(),
             audience: None,
+            also_audiences: Vec::new(),
             algorithms: vec![Algorithm::ES256, Algorithm::EdDSA],
             max_lifetime: DEFAULT_MAX_LIFETIME,
             leeway: DEFAULT_LEEWAY,
@@ -477,6 +505,7 @@ impl Default for PolicyBuilder {
             routes: Vec::new(),
             default_route: None,
             realm: None,
+            client_cidrs: Vec::new(),
         }
     }
 }
@@ -490,6 +519,11 @@ impl PolicyBuilder {
     /// Sets this service's audience (`aud` must name it).
     pub fn audience(mut self, aud: impl Into<String>) -> Self {
         self.audience = Some(aud.into());
+        self
+    }
+    /// Another name this service answers to (e.g. its URL besides its logical name).
+    pub fn also_audience(mut self, aud: impl Into<String>) -> Self {
+        self.also_audiences.push(aud.into());
         self
     }
     /// Replaces the allowed algorithms (default ES256 and EdDSA).
@@ -534,8 +568,27 @@ impl PolicyBuilder {
         self
     }
 
+    /// Limits tokens issued to `client_id` (their `client_id` claim) to source addresses
+    /// inside one of `cidrs`, on every route.
+    pub fn client_from_cidrs<I: IntoIterator<Item = S>, S: AsRef<str>>(
+        mut self,
+        client_id: impl Into<String>,
+        cidrs: I,
+    ) -> Self {
+        let parsed = cidrs
+            .into_iter()
+            .map(|c| c.as_ref().parse::<Cidr>().map_err(|_| c.as_ref().to_owned()))
+            .collect();
+        self.client_cidrs.push((client_id.into(), parsed));
+        self
+    }
+
     /// Validates and builds the policy.
     pub fn build(self) -> Result<Policy, PolicyError> {
+        let mut client_cidrs = Vec::with_capacity(self.client_cidrs.len());
+        for (client, cidrs) in self.client_cidrs {
+            client_cidrs.push((client, cidrs.map_err(PolicyError::InvalidCidr)?));
+        }
         if self.issuers.is_empty() || self.issuers.iter().any(String::is_empty) {
             return Err(PolicyError::MissingIssuer);
         }
@@ -558,6 +611,7 @@ impl PolicyBuilder {
         Ok(Policy {
             issuers: self.issuers,
             audience,
+            also_audiences: self.also_audiences,
             algorithms: self.algorithms,
             max_lifetime: self.max_lifetime.as_secs(),
             leeway: self.leeway.as_secs(),
@@ -566,6 +620,7 @@ impl PolicyBuilder {
             routes: self.routes,
             default_route: self.default_route,
             realm: self.realm,
+            client_cidrs,
         })
     }
 }
@@ -616,6 +671,9 @@ pub struct PolicyConfig {
     /// Rule for unmatched requests; absent means they are denied.
     #[serde(default)]
     pub default_route: Option<RouteConfig>,
+    /// Source networks per client (`client_id` claim), checked on every route.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub client_cidrs: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The serde form of a [`RouteRule`].
@@ -706,6 +764,9 @@ impl PolicyConfig {
         if let Some(r) = &self.default_route {
             b = b.default_route(r.to_rule()?);
         }
+        for (client, cidrs) in &self.client_cidrs {
+            b = b.client_from_cidrs(client.clone(), cidrs);
+        }
         b.build()
     }
 }
@@ -784,6 +845,21 @@ mod tests {
         assert_eq!(p.route_for(&Method::POST, "/zzz").unwrap().template(), "/{*all}");
         let strict = base().route(RouteRule::get("/a")).build().unwrap();
         assert!(strict.route_for(&Method::GET, "/b").is_none());
+    }
+
+    #[test]
+    fn client_cidrs_validated_and_found() {
+        assert!(matches!(
+            base().client_from_cidrs("svc", ["10.0.0.0/99"]).build(),
+            Err(PolicyError::InvalidCidr(_))
+        ));
+        let p = base().client_from_cidrs("svc", ["10.0.0.0/8"]).build().unwrap();
+        assert_eq!(p.client_cidrs("svc").unwrap().len(), 1);
+        assert!(p.client_cidrs("other").is_none());
+        let cfg: PolicyConfig =
+            serde_json::from_str(r#"{"issuers":["i"],"audience":"a","client_cidrs":{"svc":["10.0.0.0/8"]}}"#)
+                .unwrap();
+        assert!(cfg.build().unwrap().client_cidrs("svc").is_some());
     }
 
     #[test]

@@ -77,7 +77,7 @@ struct Header<'a> {
 struct Inner {
     policy: Policy,
     keys: Keys,
-    replay: Option<Arc<dyn ReplayGuard>>,
+    replay: Arc<dyn ReplayGuard>,
     revocation: Option<Arc<dyn Revocation>>,
     clock: SharedClock,
     audit: bool,
@@ -129,17 +129,11 @@ impl VerifierBuilder {
     }
     /// Builds the verifier.
     pub fn build(self) -> Verifier {
-        let needs_replay = self
-            .policy
-            .routes
-            .iter()
-            .chain(self.policy.default_route.iter())
-            .any(|r| r.is_single_use());
-        let replay = match self.replay {
-            Some(r) => Some(r),
-            None if needs_replay => Some(Arc::new(MemoryReplayGuard::default()) as Arc<dyn ReplayGuard>),
-            None => None,
-        };
+        // Tokens can demand single use themselves (claim `single_use`), so a guard always
+        // exists: single use is never silently skipped.
+        let replay = self
+            .replay
+            .unwrap_or_else(|| Arc::new(MemoryReplayGuard::default()) as Arc<dyn ReplayGuard>);
         Verifier(Arc::new(Inner {
             policy: self.policy,
             keys: self.keys,
@@ -190,7 +184,9 @@ impl Verifier {
 
     /// Verifies `token` for the request described by `req`.
     pub async fn verify(&self, token: &str, req: &RequestFacts<'_>) -> Result<Grant, Denial> {
-        let start = self.0.audit.then(Instant::now);
+        // Building the event costs allocations; skip it when nothing listens to zsp::audit.
+        let start = (self.0.audit && tracing::enabled!(target: "zsp::audit", tracing::Level::INFO))
+            .then(Instant::now);
         let mut seen = Seen::default();
         let result = self.verify_inner(token, req, &mut seen).await;
         if let Some(start) = start {
@@ -202,7 +198,7 @@ impl Verifier {
     /// Records a denial that happened before a token could be verified (no token, two
     /// Authorization headers…) so that every decision has its audit event.
     pub fn audit_denial(&self, denial: &Denial, req: &RequestFacts<'_>) {
-        if self.0.audit {
+        if self.0.audit && tracing::enabled!(target: "zsp::audit", tracing::Level::INFO) {
             let route = self
                 .0
                 .policy
@@ -330,7 +326,7 @@ impl Verifier {
         }
         match &claims.aud {
             None => return Err(Denial::MissingClaim("aud")),
-            Some(aud) if !aud.contains(&p.audience) => return Err(Denial::InvalidAudience),
+            Some(aud) if !p.accepts_audience(aud) => return Err(Denial::InvalidAudience),
             _ => {}
         }
         seen.claims = Some(claims);
@@ -364,6 +360,14 @@ impl Verifier {
                 return Err(Denial::SourceNotAllowed);
             }
         }
+        if let Some(cidrs) = claims.client_id.as_deref().and_then(|c| p.client_cidrs(c)) {
+            let ok = req
+                .client_ip
+                .is_some_and(|ip| cidrs.iter().any(|c| c.contains(ip)));
+            if !ok {
+                return Err(Denial::SourceNotAllowed);
+            }
+        }
         if rule.is_sender_constrained() && claims.cnf.as_ref().and_then(|c| c.jkt.as_ref()).is_none() {
             return Err(Denial::SenderConstraintRequired);
         }
@@ -389,10 +393,14 @@ impl Verifier {
             }
         }
 
-        if rule.is_single_use() {
+        if rule.is_single_use() || claims.single_use == Some(true) {
             let jti = claims.jti.as_deref().ok_or(Denial::MissingClaim("jti"))?;
-            let guard = self.0.replay.as_ref().ok_or(Denial::StoreUnavailable("replay"))?;
-            match guard.first_use(jti, now, exp.saturating_add(p.leeway)).await {
+            match self
+                .0
+                .replay
+                .first_use(jti, now, exp.saturating_add(p.leeway))
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => return Err(Denial::Replayed),
                 Err(ReplayError::Full) => return Err(Denial::ReplayStoreFull),

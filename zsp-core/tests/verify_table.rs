@@ -811,3 +811,24 @@ async fn ttl_cap_is_enforced_by_the_minter() {
         }
     );
 }
+
+#[tokio::test]
+async fn token_marked_single_use_is_single_use_on_any_route() {
+    let f = fixture();
+    let mut c = f.claims();
+    c["single_use"] = json!(true);
+    let t = f.raw(f.header(), c);
+    assert!(f.get(&t).await.is_ok());
+    assert_eq!(f.get(&t).await.unwrap_err(), Denial::Replayed);
+}
+
+#[tokio::test]
+async fn audience_alias_is_accepted() {
+    let f = fixture_with(policy().also_audience("https://orders.internal"));
+    let t = f
+        .issuer
+        .token("https://orders.internal", &["orders:read"])
+        .mint()
+        .unwrap();
+    assert!(f.get(&t).await.is_ok());
+}

@@ -11,4 +11,7 @@
 pub mod outbound;
 pub mod verify;
 
+pub use outbound::{AccessToken, AttachLayer, CachedTokenSource, ClientCredentials, FetchError};
+pub use outbound::{PerRequest, TokenEndpoint, TokenExchange, TokenRequest, TokenSource};
+pub use verify::{VerifyLayer, VerifyService};
 pub use zsp_core;

@@ -1,1 +1,182 @@
-//! Inbound verification: `VerifyLayer` and `VerifyService`.
+//! Inbound verification: [`VerifyLayer`] and [`VerifyService`].
+//!
+//! Wrap any tower HTTP service (an axum `Router`, a hyper service, a `tower::service_fn`)
+//! so that every request must carry a fresh, scoped, verified access token:
+//!
+//! 1. `Authorization` and `DPoP` headers are marked sensitive, so they never reach logs that
+//!    honour [`http::HeaderValue::is_sensitive`].
+//! 2. Credentials are extracted: `Authorization: Bearer <token>` (scheme case-insensitive).
+//!    Two `Authorization` headers, an `access_token` query parameter (RFC 6750 §2.3: URLs end up
+//!    in logs) or an unknown scheme are refused with 400 `invalid_request`. The `DPoP` scheme
+//!    is recognised and, until DPoP verification lands, refused the same way — never treated
+//!    as Bearer.
+//! 3. The token goes to the [`zsp_core::Verifier`] with the method, path and client address.
+//!    On success the [`zsp_core::Grant`] is inserted into the request extensions and the inner
+//!    service is called; a `Grant` already present (inserted by anything else) is removed first.
+//! 4. On denial the inner service is not called. The response carries the denial's status,
+//!    the RFC 6750 `WWW-Authenticate` challenge (with the policy's realm; `scope=` on
+//!    `insufficient_scope`; no `error` when no credentials were sent), `Cache-Control:
+//!    no-store` and a small RFC 9457 `application/problem+json` body with `type`, `title` and
+//!    `status` only. The exact reason goes to the audit event, never to the client.
+//!    [`VerifyLayer::on_denial`] replaces that response.
+//!
+//! Response bodies: any `ResBody: From<Bytes>` works (axum's `Body`, `http_body_util::Full`);
+//! map other body types with `tower::ServiceBuilder::map_response`. CORS preflight requests
+//! carry no credentials: put a CORS layer outside this one so it answers them first.
+//!
+//! **Anonymous mode.** [`VerifyLayer::allow_anonymous`] lets requests with *no* credentials
+//! through without a `Grant`; bad credentials are still denied.
+//!
+//! **Client address** (for source CIDR rules, see [`zsp_core::policy`]): taken from the
+//! connection — a `SocketAddr` in the request extensions by default, axum's `ConnectInfo`
+//! through `zsp_axum::extract::verify_layer` or [`VerifyLayer::client_ip_from`] — or, only when
+//! configured with [`VerifyLayer::trusted_proxy_header`], from the right-most entry of that
+//! header. Tokens carry no address claim.
+//!
+//! **Audit.** Every decision emits one event on target `zsp::audit` (the verifier's, or one for
+//! denials before a token exists, or an `anonymous` allow), inside a `zsp.verify` span per
+//! request (target `zsp::verify`, field `method`). To send audit events to their own sink,
+//! give them a dedicated layer with a target filter and keep them out of the application log;
+//! enabling `zsp::verify` on that layer too keeps the request span as their context:
+//!
+//! ```
+//! use tracing_subscriber::{filter::Targets, fmt, prelude::*};
+//!
+//! let audit = fmt::layer()
+//!     .with_writer(std::io::stderr) // e.g. a file or a socket to the audit store
+//!     .with_filter(
+//!         Targets::new()
+//!             .with_target("zsp::audit", tracing::Level::INFO)
+//!             .with_target("zsp::verify", tracing::Level::INFO),
+//!     );
+//! let app = fmt::layer().with_filter(
+//!     Targets::new()
+//!         .with_default(tracing::Level::INFO)
+//!         .with_target("zsp::audit", tracing::level_filters::LevelFilter::OFF),
+//! );
+//! let _ = tracing_subscriber::registry().with(audit).with(app).try_init();
+//! ```
+//!
+//! # Example
+//!
+//! A plain tower service (no axum) behind the layer:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use zsp_core::{testing::TestIssuer, Grant, Policy, RouteRule, Verifier};
+//! use zsp_tower::verify::VerifyLayer;
+//!
+//! let issuer = TestIssuer::es256("https://broker.example");
+//! let policy = Policy::builder()
+//!     .issuer("https://broker.example")
+//!     .audience("orders-api")
+//!     .route(RouteRule::get("/orders/{id}").all_of(["orders:read"]))
+//!     .build()
+//!     .unwrap();
+//! let verifier = Verifier::builder(policy, issuer.key_set()).build();
+//!
+//! let svc = ServiceBuilder::new()
+//!     .layer(VerifyLayer::new(verifier))
+//!     .service_fn(|req: Request<Full<Bytes>>| async move {
+//!         let grant = req.extensions().get::<Grant>().expect("the layer verified this request");
+//!         let body = format!("hello {}", grant.subject().unwrap_or("?"));
+//!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(body))))
+//!     });
+//!
+//! let token = issuer.token("orders-api", &["orders:read"]).mint().unwrap();
+//! let req = Request::get("/orders/42")
+//!     .header("authorization", format!("Bearer {token}"))
+//!     .body(Full::default())
+//!     .unwrap();
+//! assert_eq!(svc.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+//!
+//! let req = Request::get("/orders/42").body(Full::default()).unwrap();
+//! let denied = svc.oneshot(req).await.unwrap();
+//! assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(denied.headers()["www-authenticate"], "Bearer");
+//! assert_eq!(denied.headers()["cache-control"], "no-store");
+//! # }
+//! ```
+//!
+//! A custom denial response:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use zsp_core::{testing::TestIssuer, Policy, RouteRule, Verifier};
+//! use zsp_tower::verify::{denial_response, VerifyLayer};
+//!
+//! # let issuer = TestIssuer::es256("https://i");
+//! # let policy = Policy::builder().issuer("https://i").audience("a")
+//! #     .default_route(RouteRule::any("/{*p}")).build().unwrap();
+//! # let verifier = Verifier::builder(policy, issuer.key_set()).build();
+//! let layer = VerifyLayer::new(verifier).on_denial(|denial| {
+//!     // Keep the status and challenge, replace the body.
+//!     let mut resp = denial_response(denial, None);
+//!     *resp.body_mut() = Bytes::from_static(b"{\"message\":\"not allowed\"}");
+//!     resp.headers_mut().insert("content-type", "application/json".parse().unwrap());
+//!     resp
+//! });
+//! # let _ = layer;
+//! ```
+
+mod future;
+mod layer;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::{ClientIpFn, DenialHook, VerifyLayer};
+pub use service::VerifyService;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use zsp_core::Denial;
+
+/// The media type of RFC 9457 problem details.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem body for `status`: `type` `about:blank`, the status phrase as `title`,
+/// and `status`. Nothing else, so no internal detail can leak through it.
+pub fn problem_body(status: StatusCode) -> Bytes {
+    let title = status.canonical_reason().unwrap_or("Error");
+    Bytes::from(format!(
+        r#"{{"type":"about:blank","title":"{title}","status":{}}}"#,
+        status.as_u16()
+    ))
+}
+
+/// The default response for `denial`: its status, the `Bearer` challenge with `realm`,
+/// `Cache-Control: no-store` and an RFC 9457 problem body.
+///
+/// ```
+/// let resp = zsp_tower::verify::denial_response(
+///     &zsp_core::Denial::InsufficientScope { required: "orders:write".into() },
+///     Some("orders"),
+/// );
+/// assert_eq!(resp.status(), 403);
+/// assert_eq!(
+///     resp.headers()["www-authenticate"],
+///     r#"Bearer realm="orders", error="insufficient_scope", scope="orders:write""#
+/// );
+/// assert_eq!(resp.headers()["content-type"], "application/problem+json");
+/// ```
+pub fn denial_response(denial: &Denial, realm: Option<&str>) -> Response<Bytes> {
+    let status = denial.status();
+    let mut resp = Response::new(problem_body(status));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(challenge) = denial.www_authenticate(realm) {
+        // Realm and scopes are sanitised by the challenge builder; if a value still cannot be
+        // a header, a bare challenge is better than none.
+        let value = HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer"));
+        h.insert(WWW_AUTHENTICATE, value);
+    }
+    resp
+}

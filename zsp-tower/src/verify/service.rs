@@ -1,0 +1,338 @@
+//! [`VerifyService`]: the per-request work of the inbound layer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CACHE_CONTROL, HeaderValue};
+use http::{HeaderMap, Request, Response};
+use tower_service::Service;
+use tracing::Instrument;
+use zsp_core::{AuditDecision, AuditEvent, Denial, Grant, RequestFacts};
+
+use super::future::ResponseFuture;
+use super::layer::Config;
+
+/// Verifies the access token of each request before calling the inner service.
+///
+/// Built by [`super::VerifyLayer`]; clones share the layer's configuration.
+#[derive(Clone)]
+pub struct VerifyService<S> {
+    pub(crate) inner: S,
+    pub(crate) config: Arc<Config>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for VerifyService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> VerifyService<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+/// The credentials a request presents.
+enum Credential {
+    Bearer(String),
+    DPoP,
+}
+
+static DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+
+/// RFC 6750 §2.1 / RFC 9449 §7.1 credentials, refusing the forms RFC 6750 §5.3 and §2.3
+/// warn against: ambiguous headers and tokens in URLs (which end up in logs and caches).
+fn credentials(headers: &HeaderMap, query: Option<&str>) -> Result<Option<Credential>, Denial> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Denial::InvalidRequest("more than one Authorization header"));
+    }
+    if query.is_some_and(query_has_access_token) {
+        return Err(Denial::InvalidRequest("access token in the query string"));
+    }
+    let Some(value) = first else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| Denial::InvalidRequest("Authorization header is not visible ASCII"))?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let token = rest.trim_matches(' ');
+    if scheme.eq_ignore_ascii_case("bearer") {
+        if token.is_empty() || token.contains(' ') {
+            return Err(Denial::InvalidRequest("malformed Bearer credentials"));
+        }
+        Ok(Some(Credential::Bearer(token.to_owned())))
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Ok(Some(Credential::DPoP))
+    } else {
+        Err(Denial::InvalidRequest("unsupported authorization scheme"))
+    }
+}
+
+/// Whether the query has an `access_token` parameter (RFC 6750 §2.3), percent-decoding names
+/// so `access%5Ftoken` is caught too.
+fn query_has_access_token(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+        percent_decode(name).as_deref() == Some(b"access_token".as_slice())
+    })
+}
+
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The right-most entry of a proxy header: the one the nearest (trusted) proxy appended.
+fn forwarded_ip(headers: &HeaderMap, name: &http::HeaderName) -> Option<IpAddr> {
+    let last_line = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+    let entry = last_line.rsplit(',').next()?.trim();
+    // RFC 7239 `Forwarded: for=…;proto=…` or a bare address (X-Forwarded-For).
+    let value = entry
+        .split(';')
+        .find_map(|p| {
+            let (k, v) = p.trim().split_once('=')?;
+            k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
+        })
+        .unwrap_or(entry)
+        .trim_matches('"');
+    value
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| value.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| {
+            value
+                .strip_prefix('[')
+                .and_then(|v| v.strip_suffix(']'))
+                .and_then(|v| v.parse().ok())
+        })
+}
+
+fn mark_sensitive(headers: &mut HeaderMap) {
+    for (name, value) in headers.iter_mut() {
+        if name == AUTHORIZATION || name == DPOP {
+            value.set_sensitive(true);
+        }
+    }
+}
+
+impl Config {
+    fn deny<B: From<Bytes>>(&self, denial: &Denial) -> Response<B> {
+        let mut resp = match &self.on_denial {
+            Some(hook) => hook(denial),
+            None => super::denial_response(denial, self.verifier.policy().realm()),
+        };
+        if !resp.headers().contains_key(CACHE_CONTROL) {
+            resp.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        resp.map(B::from)
+    }
+
+    fn client_ip(&self, headers: &HeaderMap, ext: &http::Extensions) -> Option<IpAddr> {
+        match &self.trusted_proxy_header {
+            Some(name) => forwarded_ip(headers, name),
+            None => (self.client_ip)(ext),
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for VerifyService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: From<Bytes> + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // The instance that was polled ready serves this request; a fresh clone takes its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = self.config.clone();
+        let span = tracing::info_span!(target: "zsp::verify", "zsp.verify", method = %req.method());
+        let fut = async move {
+            mark_sensitive(req.headers_mut());
+            // Only this layer puts a Grant in; anything already there did not come from it.
+            req.extensions_mut().remove::<Grant>();
+            let method = req.method().clone();
+            let path = req.uri().path().to_owned();
+            let ip = config.client_ip(req.headers(), req.extensions());
+            let facts = RequestFacts::new(&method, &path).client_ip(ip);
+            let verifier = &config.verifier;
+            let credential = match credentials(req.headers(), req.uri().query()) {
+                Ok(c) => c,
+                Err(denial) => {
+                    verifier.audit_denial(&denial, &facts);
+                    return Ok(config.deny(&denial));
+                }
+            };
+            match credential {
+                None if config.anonymous => {
+                    AuditEvent {
+                        decision: AuditDecision::Allow,
+                        reason: "anonymous",
+                        iss: None,
+                        sub: None,
+                        client_id: None,
+                        jti: None,
+                        method: method.as_str(),
+                        route: None,
+                        scopes: None,
+                        elapsed_us: 0,
+                    }
+                    .emit();
+                    inner.call(req).await
+                }
+                None => {
+                    let denial = Denial::MissingToken;
+                    verifier.audit_denial(&denial, &facts);
+                    Ok(config.deny(&denial))
+                }
+                Some(Credential::DPoP) => {
+                    // Completed by the DPoP work; until then a DPoP-scheme request is refused,
+                    // never downgraded to Bearer.
+                    let denial = Denial::InvalidRequest("DPoP scheme not supported yet");
+                    verifier.audit_denial(&denial, &facts);
+                    Ok(config.deny(&denial))
+                }
+                Some(Credential::Bearer(token)) => match verifier.verify(&token, &facts).await {
+                    Ok(grant) => {
+                        drop(token);
+                        req.extensions_mut().insert(grant);
+                        inner.call(req).await
+                    }
+                    Err(denial) => Ok(config.deny(&denial)),
+                },
+            }
+        };
+        ResponseFuture {
+            inner: Box::pin(fut.instrument(span)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn rfc6750_2_1_scheme_is_case_insensitive() {
+        let h = headers(&[("authorization", "bEaReR abc.def.ghi")]);
+        assert!(matches!(credentials(&h, None), Ok(Some(Credential::Bearer(t))) if t == "abc.def.ghi"));
+    }
+
+    #[test]
+    fn rfc6750_2_3_query_tokens_refused() {
+        assert!(query_has_access_token("a=1&access_token=x"));
+        assert!(query_has_access_token("access%5Ftoken=x"));
+        assert!(query_has_access_token("access_token"));
+        assert!(!query_has_access_token("access_tokens=1&x=access_token"));
+        assert!(!query_has_access_token("%zz=1"));
+        assert!(matches!(
+            credentials(&HeaderMap::new(), Some("access_token=x")),
+            Err(Denial::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn two_authorization_headers_refused() {
+        let h = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        assert!(matches!(credentials(&h, None), Err(Denial::InvalidRequest(_))));
+    }
+
+    #[test]
+    fn other_schemes_and_junk_refused() {
+        for v in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer  ", "Bearer a b", ""] {
+            let h = headers(&[("authorization", v)]);
+            assert!(
+                matches!(credentials(&h, None), Err(Denial::InvalidRequest(_))),
+                "{v:?}"
+            );
+        }
+        let h = headers(&[("authorization", "DPoP x.y.z")]);
+        assert!(matches!(credentials(&h, None), Ok(Some(Credential::DPoP))));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn untrusted_header_and_query_bytes_never_panic(
+            auth in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            fwd in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            query in "\\PC*",
+        ) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&auth) {
+                h.insert(AUTHORIZATION, v);
+            }
+            if let Ok(v) = HeaderValue::from_bytes(&fwd) {
+                h.insert(http::header::FORWARDED, v);
+            }
+            let _ = credentials(&h, Some(&query));
+            let _ = forwarded_ip(&h, &http::header::FORWARDED);
+        }
+    }
+
+    #[test]
+    fn proxy_header_takes_rightmost_entry() {
+        let name = http::HeaderName::from_static("x-forwarded-for");
+        let h = headers(&[
+            ("x-forwarded-for", "1.1.1.1, 2.2.2.2"),
+            ("x-forwarded-for", "10.0.0.7"),
+        ]);
+        assert_eq!(forwarded_ip(&h, &name), Some("10.0.0.7".parse().unwrap()));
+        let h = headers(&[("x-forwarded-for", "9.9.9.9, [2001:db8::1]:443")]);
+        assert_eq!(forwarded_ip(&h, &name), Some("2001:db8::1".parse().unwrap()));
+        let h = headers(&[("x-forwarded-for", "1.1.1.1, junk")]);
+        assert_eq!(forwarded_ip(&h, &name), None);
+        let fwd = http::header::FORWARDED;
+        let h = headers(&[("forwarded", "for=1.2.3.4, for=\"[2001:db8::2]\";proto=https")]);
+        assert_eq!(forwarded_ip(&h, &fwd), Some("2001:db8::2".parse().unwrap()));
+    }
+}
