@@ -15,6 +15,10 @@
 //! * [`RedisRevocation`]: a [`Revocation`]. `is_revoked` reads the token's `jti`, subject and
 //!   client records with one `MGET`; the writes (`revoke_*`) keep the maximum of what was
 //!   written, through a small Lua script, so concurrent revocations never shorten each other.
+//!   On a single-use route, [`Revocation::check_single_use`] runs one Lua script that checks
+//!   the three revocation records and, only if none applies, does the same `SET NX` as the
+//!   replay guard: revocation and replay in ONE round trip, and a revoked token never burns
+//!   its `jti`. (Disable with [`RedisRevocation::records_single_use`].)
 //!
 //! # Keys
 //!
@@ -27,9 +31,10 @@
 //!
 //! # Consistency
 //!
-//! Strong, per check: every `first_use` and `is_revoked` is a round trip to the Redis primary,
-//! with no local cache. `SET NX` is atomic, so of any number of concurrent first uses of one
-//! `jti` on any number of replicas exactly one wins; a revocation acknowledged by Redis is seen
+//! Strong, per check: every `first_use`, `is_revoked` and `check_single_use` is a round trip
+//! to the Redis primary, with no local cache. `SET NX` (alone or inside the script) is atomic,
+//! so of any number of concurrent first uses of one `jti` on any number of replicas exactly
+//! one wins; a revocation acknowledged by Redis is seen
 //! by every replica's next check. There is no pub/sub-fed local view: it would save the round
 //! trip but make revocation eventually consistent, and the replay check needs the round trip
 //! anyway.
@@ -102,7 +107,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::clock::{Clock, SystemClock, UnixTime};
 use crate::replay::{ReplayError, ReplayGuard};
-use crate::revoke::{Revocation, RevocationError, RevocationQuery};
+use crate::revoke::{Revocation, RevocationError, RevocationQuery, SingleUseCheck};
 
 /// The key prefix used unless [`RedisStoreBuilder::prefix`] sets another.
 pub const DEFAULT_PREFIX: &str = "zsp:";
@@ -126,6 +131,24 @@ local cur = tonumber(redis.call('GET', KEYS[1]))
 if cur and cur >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
+";
+
+/// Revocation and first use of a single-use token in one round trip. KEYS[1] is the replay
+/// key, KEYS[2..] the revocation keys; ARGV[1] the replay TTL in ms, ARGV[2] the token's `iat`,
+/// ARGV[3..] `j` (a jti record: presence revokes) or `c` (a cut-off: revokes `iat <= value`)
+/// per revocation key. Returns 0 first use (now recorded), 1 revoked, 2 replayed.
+const SINGLE_USE_SCRIPT: &str = r"
+local iat = tonumber(ARGV[2])
+for i = 2, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v then
+    if ARGV[i + 1] == 'j' then return 1 end
+    local cutoff = tonumber(v)
+    if (not cutoff) or iat <= cutoff then return 1 end
+  end
+end
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+return 2
 ";
 
 /// Why a [`RedisStore`] could not be built or reached.
@@ -239,6 +262,7 @@ impl RedisStoreBuilder {
             budget: self.budget,
             retention_secs: self.retention.as_secs().max(1),
             set_max: redis::Script::new(SET_MAX_SCRIPT),
+            single_use: redis::Script::new(SINGLE_USE_SCRIPT),
         })))
     }
 
@@ -258,6 +282,7 @@ struct StoreInner {
     budget: Duration,
     retention_secs: u64,
     set_max: redis::Script,
+    single_use: redis::Script,
 }
 
 /// A shared Redis connection, key prefix and per-check budget, from which the
@@ -304,6 +329,7 @@ impl RedisStore {
         RedisRevocation {
             store: self.clone(),
             fail_open: false,
+            records_single_use: true,
         }
     }
 
@@ -488,6 +514,7 @@ impl ReplayGuard for RedisReplayGuard {
 pub struct RedisRevocation {
     store: RedisStore,
     fail_open: bool,
+    records_single_use: bool,
 }
 
 impl fmt::Debug for RedisRevocation {
@@ -495,6 +522,7 @@ impl fmt::Debug for RedisRevocation {
         f.debug_struct("RedisRevocation")
             .field("store", &self.store)
             .field("fail_open", &self.fail_open)
+            .field("records_single_use", &self.records_single_use)
             .finish()
     }
 }
@@ -527,8 +555,18 @@ impl RedisRevocation {
         &self.store
     }
 
-    async fn check(&self, q: &RevocationQuery<'_>) -> Result<bool, String> {
-        let mut keys = Vec::with_capacity(3);
+    /// Whether this store also records the first use of single-use tokens, under the same keys
+    /// as [`RedisStore::replay_guard`] (default on): a verifier with this revocation store then
+    /// decides revocation and replay of a single-use token in ONE round trip (a Lua script),
+    /// and does not consult its own replay guard for it. Turn off only when single use must be
+    /// recorded somewhere else than this store.
+    pub fn records_single_use(mut self, on: bool) -> Self {
+        self.records_single_use = on;
+        self
+    }
+
+    fn keys(&self, q: &RevocationQuery<'_>) -> (Vec<String>, Vec<Kind>) {
+        let mut keys = Vec::with_capacity(4);
         let mut kinds = Vec::with_capacity(3);
         if let Some(jti) = q.jti {
             keys.push(self.store.revoked_jti_key(jti));
@@ -542,6 +580,11 @@ impl RedisRevocation {
             keys.push(self.store.revoked_client_key(client));
             kinds.push(Kind::Cutoff);
         }
+        (keys, kinds)
+    }
+
+    async fn check(&self, q: &RevocationQuery<'_>) -> Result<bool, String> {
+        let (keys, kinds) = self.keys(q);
         if keys.is_empty() {
             return Ok(false);
         }
@@ -570,6 +613,37 @@ impl RedisRevocation {
             (Kind::Cutoff, Some(v)) => v.parse::<UnixTime>().map_or(true, |cutoff| q.iat <= cutoff),
         }))
     }
+
+    async fn check_and_record(
+        &self,
+        q: &RevocationQuery<'_>,
+        jti: &str,
+        until: UnixTime,
+    ) -> Result<SingleUseCheck, String> {
+        let (rev_keys, kinds) = self.keys(q);
+        let replay_key = self.store.replay_key(jti);
+        let ttl = ttl_ms(q.now, until);
+        let reply = self
+            .store
+            .run(|mut conn| async move {
+                let mut call = self.store.0.single_use.key(replay_key);
+                call.key(rev_keys).arg(ttl).arg(q.iat);
+                for kind in &kinds {
+                    call.arg(match kind {
+                        Kind::Jti => "j",
+                        Kind::Cutoff => "c",
+                    });
+                }
+                call.invoke_async::<i64>(&mut conn).await
+            })
+            .await?;
+        match reply {
+            0 => Ok(SingleUseCheck::FirstUse),
+            1 => Ok(SingleUseCheck::Revoked),
+            2 => Ok(SingleUseCheck::Replayed),
+            other => Err(format!("unexpected single-use script reply {other}")),
+        }
+    }
 }
 
 enum Kind {
@@ -595,6 +669,24 @@ impl Revocation for RedisRevocation {
                 Ok(false)
             }
             Err(e) => Err(RevocationError::Unavailable(e)),
+        }
+    }
+
+    async fn check_single_use(
+        &self,
+        q: &RevocationQuery<'_>,
+        jti: &str,
+        until: UnixTime,
+    ) -> Option<Result<SingleUseCheck, RevocationError>> {
+        if !self.records_single_use {
+            return None;
+        }
+        match self.check_and_record(q, jti, until).await {
+            Ok(answer) => Some(Ok(answer)),
+            // Fail-open covers revocation only: hand back to the verifier, which checks the two
+            // separately, so revocation fails open (logged) while replay still fails closed.
+            Err(_) if self.fail_open => None,
+            Err(e) => Some(Err(RevocationError::Unavailable(e))),
         }
     }
 

@@ -14,6 +14,8 @@
 //! 6. the route rule: scopes, source address, sender constraint (only for a genuine token,
 //!    so a 403 never confirms anything to a forger);
 //! 7. revocation; 8. replay, last, so a denied request never burns a single-use `jti`.
+//!    A revocation store that also records single use does 7 and 8 in one step
+//!    ([`Revocation::check_single_use`]: one round trip to a shared store).
 //!
 //! `jku`, `x5u`, `x5c` and `jwk` headers are ignored: keys come only from the [`KeySet`].
 
@@ -33,7 +35,7 @@ use crate::grant::Grant;
 use crate::keys::{KeySet, Keys, VerifyingKey, parse_alg};
 use crate::policy::Policy;
 use crate::replay::{MemoryReplayGuard, ReplayError, ReplayGuard};
-use crate::revoke::{Revocation, RevocationQuery};
+use crate::revoke::{Revocation, RevocationQuery, SingleUseCheck};
 
 /// The facts about the request a token is presented with.
 #[derive(Debug, Clone, Copy)]
@@ -375,6 +377,9 @@ impl Verifier {
         // exp is known present (check_time).
         let exp = claims.exp.unwrap_or_default();
         let iat = claims.iat.unwrap_or_default();
+        let single_use = rule.is_single_use() || claims.single_use == Some(true);
+        let until = exp.saturating_add(p.leeway);
+        let mut recorded = false;
         if let Some(rev) = &self.0.revocation {
             let q = RevocationQuery {
                 jti: claims.jti.as_deref(),
@@ -383,24 +388,33 @@ impl Verifier {
                 iat,
                 now,
             };
-            match rev.is_revoked(&q).await {
-                Ok(false) => {}
-                Ok(true) => return Err(Denial::Revoked),
-                Err(e) => {
+            // A store holding both records answers revocation and first use in one round trip.
+            let combined = match claims.jti.as_deref() {
+                Some(jti) if single_use => rev.check_single_use(&q, jti, until).await,
+                _ => None,
+            };
+            match combined {
+                Some(Ok(SingleUseCheck::FirstUse)) => recorded = true,
+                Some(Ok(SingleUseCheck::Replayed)) => return Err(Denial::Replayed),
+                Some(Ok(SingleUseCheck::Revoked)) => return Err(Denial::Revoked),
+                Some(Err(e)) => {
                     tracing::warn!(target: "zsp::verify", error = %e, "revocation store failed; denying");
                     return Err(Denial::StoreUnavailable("revocation"));
                 }
+                None => match rev.is_revoked(&q).await {
+                    Ok(false) => {}
+                    Ok(true) => return Err(Denial::Revoked),
+                    Err(e) => {
+                        tracing::warn!(target: "zsp::verify", error = %e, "revocation store failed; denying");
+                        return Err(Denial::StoreUnavailable("revocation"));
+                    }
+                },
             }
         }
 
-        if rule.is_single_use() || claims.single_use == Some(true) {
+        if single_use && !recorded {
             let jti = claims.jti.as_deref().ok_or(Denial::MissingClaim("jti"))?;
-            match self
-                .0
-                .replay
-                .first_use(jti, now, exp.saturating_add(p.leeway))
-                .await
-            {
+            match self.0.replay.first_use(jti, now, until).await {
                 Ok(true) => {}
                 Ok(false) => return Err(Denial::Replayed),
                 Err(ReplayError::Full) => return Err(Denial::ReplayStoreFull),

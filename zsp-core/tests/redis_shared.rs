@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use http::{Method, StatusCode};
 use zsp_core::redis::{RedisStore, RedisStoreError};
 use zsp_core::testing::TestIssuer;
-use zsp_core::{Denial, Policy, RequestFacts, RouteRule, Verifier};
+use zsp_core::{Denial, Policy, ReplayGuard, RequestFacts, RouteRule, Verifier};
 
 const ISS: &str = "https://broker.test";
 const AUD: &str = "payments-api";
@@ -79,8 +79,10 @@ async fn two_replicas_accept_a_single_use_token_exactly_once_across_200_concurre
     };
     let (store_a, store_b) = (store(&url), store(&url));
     let issuer = TestIssuer::es256(ISS);
+    // Replica A checks revocation too, so it decides both in one script; replica B only has
+    // the replay guard (SET NX). Both paths must share one record.
     let a = replica(&issuer, &store_a, true);
-    let b = replica(&issuer, &store_b, true);
+    let b = replica(&issuer, &store_b, false);
     let token: Arc<str> = issuer.token(AUD, &["pay"]).mint().unwrap().into();
 
     let start = Arc::new(tokio::sync::Barrier::new(200));
@@ -109,12 +111,12 @@ async fn two_replicas_accept_a_single_use_token_exactly_once_across_200_concurre
     assert_eq!(replayed, 199, "other denials: {other:?}");
 
     // The record is keyed by a hash, never by the raw jti.
-    let jti = issuer_jti(&token);
+    let jti = single_jti(&token);
     let key = store_a.replay_key(&jti);
     assert!(!key.contains(&jti) && key.starts_with(&prefix));
 }
 
-fn issuer_jti(token: &str) -> String {
+fn single_jti(token: &str) -> String {
     let payload = token.split('.').nth(1).unwrap();
     let claims: serde_json::Value = serde_json::from_slice(&zsp_core::b64::decode(payload).unwrap()).unwrap();
     claims["jti"].as_str().unwrap().to_owned()
@@ -187,6 +189,20 @@ async fn a_token_revoked_through_replica_a_is_refused_by_replica_b() {
         b.verify(&client_token, &pay()).await.unwrap_err(),
         Denial::Revoked
     );
+
+    // Single-use routes decide revocation and replay in one script: a revoked single-use token
+    // is refused as revoked, and the refusal does not burn its jti.
+    let single = issuer.token(AUD, &["pay"]).subject("svc-4").mint().unwrap();
+    let jti = single_jti(&single);
+    revoke_via_a.revoke_jti(&jti, now + 100).await.unwrap();
+    assert_eq!(b.verify(&single, &pay()).await.unwrap_err(), Denial::Revoked);
+    assert_eq!(
+        store_b.replay_guard().first_use(&jti, now, now + 100).await,
+        Ok(true)
+    );
+    let single = issuer.token(AUD, &["pay"]).subject("svc-4").mint().unwrap();
+    b.verify(&single, &pay()).await.unwrap();
+    assert_eq!(a.verify(&single, &pay()).await.unwrap_err(), Denial::Replayed);
 }
 
 /// A `redis-server` this test owns, on its own port; killed when dropped, even on panic.
