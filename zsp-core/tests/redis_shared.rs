@@ -23,7 +23,8 @@ fn redis_url() -> Option<String> {
     match std::env::var("ZSP_REDIS_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            eprintln!("skipped: ZSP_REDIS_URL not set");
+            // Straight to stderr, past the test harness's capture, so the skip is visible.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), b"skipped: ZSP_REDIS_URL not set\n");
             None
         }
     }
