@@ -34,10 +34,9 @@
 //! Strong, per check: every `first_use`, `is_revoked` and `check_single_use` is a round trip
 //! to the Redis primary, with no local cache. `SET NX` (alone or inside the script) is atomic,
 //! so of any number of concurrent first uses of one `jti` on any number of replicas exactly
-//! one wins; a revocation acknowledged by Redis is seen
-//! by every replica's next check. There is no pub/sub-fed local view: it would save the round
-//! trip but make revocation eventually consistent, and the replay check needs the round trip
-//! anyway.
+//! one wins; a revocation acknowledged by Redis is seen by every replica's next check. There
+//! is no pub/sub-fed local view: it would save the round trip only where no replay check
+//! needs one anyway, at the price of revocation becoming eventually consistent.
 //!
 //! What Redis itself guarantees bounds what this module can: with asynchronous replication, a
 //! write acknowledged by a primary that fails over before replicating it is lost; a Redis
@@ -50,8 +49,9 @@
 //! Every call has a budget ([`DEFAULT_BUDGET`], 50 ms, configurable): a Redis that does not
 //! answer within it (down, unreachable, overloaded, reconnecting) is an error, never an answer.
 //! The [`crate::Verifier`] turns a replay error into [`crate::Denial::StoreUnavailable`]
-//! (`"replay"`, 503) and a revocation error into `StoreUnavailable("revocation")` (503); both
-//! are logged at warn on target `zsp::verify` and audited with reason `store_unavailable`.
+//! (`"replay"`, 503) and a revocation error, the combined single-use script's included, into
+//! `StoreUnavailable("revocation")` (503); both are logged at warn on target `zsp::verify`
+//! with the cause, and audited with reason `store_unavailable`.
 //!
 //! A check that ran out of budget may still reach Redis later (a stalled server processes its
 //! backlog when it resumes): its `jti` may then be recorded although the request was denied
