@@ -83,6 +83,7 @@ struct Inner {
     revocation: Option<Arc<dyn Revocation>>,
     clock: SharedClock,
     audit: bool,
+    signature_cache: Option<crate::sigcache::SignatureCache>,
 }
 
 /// Verifies tokens against keys and a [`Policy`]. Cheap to clone; share one per service.
@@ -105,9 +106,19 @@ pub struct VerifierBuilder {
     revocation: Option<Arc<dyn Revocation>>,
     clock: SharedClock,
     audit: bool,
+    signature_cache: usize,
 }
 
 impl VerifierBuilder {
+    /// Remembers up to `capacity` tokens whose signature verified, and skips the signature
+    /// check when the same token comes back (default 0: off). Claims, policy, revocation and
+    /// replay are still checked on every request; single-use tokens and routes never use it.
+    /// Worth it when callers reuse a token for many requests (the usual cached outbound
+    /// token): the signature dominates the cost of a verify.
+    pub fn signature_cache(mut self, capacity: usize) -> Self {
+        self.signature_cache = capacity;
+        self
+    }
     /// The replay guard for single-use routes. Without one, a [`MemoryReplayGuard`] is used
     /// when the policy has single-use routes: single use is never silently skipped.
     pub fn replay_guard(mut self, guard: Arc<dyn ReplayGuard>) -> Self {
@@ -143,6 +154,8 @@ impl VerifierBuilder {
             revocation: self.revocation,
             clock: self.clock,
             audit: self.audit,
+            signature_cache: (self.signature_cache > 0)
+                .then(|| crate::sigcache::SignatureCache::new(self.signature_cache)),
         }))
     }
 }
@@ -151,7 +164,7 @@ impl VerifierBuilder {
 #[derive(Default)]
 struct Seen {
     claims: Option<Claims>,
-    route: Option<String>,
+    route: Option<Arc<str>>,
 }
 
 impl Verifier {
@@ -166,6 +179,7 @@ impl Verifier {
             revocation: None,
             clock: crate::clock::system(),
             audit: true,
+            signature_cache: 0,
         }
     }
 
@@ -333,21 +347,42 @@ impl Verifier {
         }
         seen.claims = Some(claims);
 
-        // Signature.
-        let mut sbuf = [0u8; 1024];
-        let slen = crate::b64::decode_into(s64, &mut sbuf).ok_or(Denial::InvalidSignature)?;
-        if slen == 0 {
-            return Err(Denial::InvalidSignature);
-        }
-        let signing_input = &bytes[..h64.len() + 1 + p64.len()];
-        if !key.verify(signing_input, &sbuf[..slen]) {
-            return Err(Denial::InvalidSignature);
+        // Signature, unless this exact token was verified by this exact key before and the
+        // request is not single-use.
+        let rule = p.route_for(req.method, req.path);
+        let cache = self.0.signature_cache.as_ref().filter(|_| {
+            rule.is_some_and(|r| !r.is_single_use())
+                && seen.claims.as_ref().is_some_and(|c| c.single_use != Some(true))
+        });
+        let digest = cache.map(|_| crate::sigcache::SignatureCache::digest(bytes));
+        let cached = match (cache, &digest) {
+            (Some(c), Some(d)) => c.hit(d, key, now),
+            _ => false,
+        };
+        if !cached {
+            let mut sbuf = [0u8; 1024];
+            let slen = crate::b64::decode_into(s64, &mut sbuf).ok_or(Denial::InvalidSignature)?;
+            if slen == 0 {
+                return Err(Denial::InvalidSignature);
+            }
+            let signing_input = &bytes[..h64.len() + 1 + p64.len()];
+            if !key.verify(signing_input, &sbuf[..slen]) {
+                return Err(Denial::InvalidSignature);
+            }
+            if let (Some(c), Some(d), Some(claims)) = (cache, digest, seen.claims.as_ref()) {
+                c.insert(
+                    d,
+                    key,
+                    claims.exp.unwrap_or_default().saturating_add(p.leeway),
+                    now,
+                );
+            }
         }
 
         // Route rule, for genuine tokens only.
         let claims = seen.claims.as_ref().ok_or(Denial::Malformed("claims"))?;
-        let rule = p.route_for(req.method, req.path).ok_or(Denial::RouteNotAllowed)?;
-        seen.route = Some(rule.template().to_owned());
+        let rule = rule.ok_or(Denial::RouteNotAllowed)?;
+        seen.route = Some(rule.template_arc());
         let scopes = claims.scopes();
         if !rule.scopes().is_satisfied_by(&scopes) {
             return Err(Denial::InsufficientScope {
@@ -429,7 +464,7 @@ impl Verifier {
         Ok(Grant::new(
             claims,
             scopes,
-            payload.into_boxed_slice(),
+            payload,
             seen.route.clone(),
             Arc::from(token),
         ))
