@@ -111,10 +111,27 @@ async fn two_replicas_accept_a_single_use_token_exactly_once_across_200_concurre
     );
     assert_eq!(replayed, 199, "other denials: {other:?}");
 
-    // The record is keyed by a hash, never by the raw jti.
+    // One record, under the prefix, keyed by a hash: the raw jti is nowhere in Redis's keys.
     let jti = single_jti(&token);
-    let key = store_a.replay_key(&jti);
-    assert!(!key.contains(&jti) && key.starts_with(&prefix));
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, vec![store_a.replay_key(&jti)]);
+    assert!(!keys[0].contains(&jti));
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Recorded until exp + leeway (60 s + 10 s), never without expiry.
+    assert!(ttl_ms > 0 && ttl_ms <= 70_000, "{ttl_ms}");
 }
 
 fn single_jti(token: &str) -> String {
