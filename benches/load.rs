@@ -680,6 +680,7 @@ fn client_main() {
         Err(_) => Variant::ALL.to_vec(),
     };
     let tick_hz = clock_ticks();
+    println!("load average at start: {}", loadavg());
 
     let dir = std::env::temp_dir().join(format!("zsp-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -763,7 +764,14 @@ fn client_main() {
     drop(servers);
     let _ = std::fs::remove_dir_all(&dir);
 
+    println!("load average at end: {}", loadavg());
     report(&variants, &results, rounds, secs, conns);
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 struct Summary {
@@ -799,11 +807,13 @@ fn report(variants: &[Variant], results: &[Vec<Round>], rounds: usize, secs: f64
         "Medians of {rounds} interleaved rounds of {secs} s, {conns} connections; ratios are to (1) no auth."
     );
     println!();
-    println!("| variant | req/s | × (1) | p50 µs | × (1) | p99 µs | × (1) | server CPU µs/req | errors |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| variant | req/s | × (1) | p50 µs | × (1) | p99 µs | × (1) | server CPU µs/req | CPU capacity × (1) | errors |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in &sums {
         println!(
-            "| ({}) {} | {:.0} | {} | {:.0} | {} | {:.0} | {} | {:.1} | {} |",
+            "| ({}) {} | {:.0} | {} | {:.0} | {} | {:.0} | {} | {:.1} | {} | {} |",
             s.variant.id(),
             s.variant.name(),
             s.rps,
@@ -813,6 +823,9 @@ fn report(variants: &[Variant], results: &[Vec<Round>], rounds: usize, secs: f64
             s.p99,
             ratio(s.p99, base.map(|b| b.p99)),
             s.cpu,
+            // Requests per server-CPU-second relative to (1): what req/s would be if the
+            // server had its core to itself, whatever else ran on the machine.
+            ratio(base.map(|b| b.cpu).unwrap_or(f64::NAN), Some(s.cpu)),
             s.errors,
         );
     }
@@ -854,5 +867,25 @@ fn report(variants: &[Variant], results: &[Vec<Round>], rounds: usize, secs: f64
         pair(Variant::ZspEs256, Variant::JwtAuthorizer, |s| s.p99),
         1.0,
         false,
+    );
+    // Requests per server-CPU-second, for the same targets measured by CPU cost.
+    let per_cpu = |s: &Summary| 1.0 / s.cpu;
+    check(
+        "by server CPU per request: zsp ES256 (4) vs jwt-authorizer (3)",
+        pair(Variant::ZspEs256, Variant::JwtAuthorizer, per_cpu),
+        1.06,
+        true,
+    );
+    check(
+        "by server CPU per request: zsp ES256 (4) vs no auth (1)",
+        pair(Variant::ZspEs256, Variant::NoAuth, per_cpu),
+        0.115,
+        true,
+    );
+    check(
+        "by server CPU per request: zsp signature cache (7) vs no auth (1)",
+        pair(Variant::ZspSigCache, Variant::NoAuth, per_cpu),
+        0.85,
+        true,
     );
 }
