@@ -610,6 +610,85 @@ async fn run_round(server: &Server, requests: Requests, conns: usize, secs: f64,
     }
 }
 
+/// Sends one request and returns its status.
+async fn status_of(addr: SocketAddr, token: Option<&str>) -> u16 {
+    let mut stream = connect(addr).await.expect("connect");
+    stream.write_all(&request_bytes(token)).await.expect("write");
+    read_response(&mut stream, &mut Vec::new())
+        .await
+        .expect("response")
+}
+
+/// Every authenticating variant must accept the good token and refuse no token, a token for
+/// another audience, from another issuer, expired, or signed by another key: the comparison is
+/// between verifiers that check the same things.
+async fn preflight(server: &Server, tokens: &Tokens) {
+    let v = server.variant;
+    let good = tokens.mint(v);
+    assert_eq!(
+        status_of(server.addr, Some(&good)).await,
+        200,
+        "({}) good token",
+        v.id()
+    );
+    if v == Variant::NoAuth {
+        return;
+    }
+    let issuer = tokens.issuer(v);
+    let other_key = if v.eddsa() {
+        TestIssuer::ed25519(ISS)
+    } else {
+        TestIssuer::es256(ISS)
+    };
+    let now = issuer.minter().now();
+    let bad = [
+        ("no token", None),
+        (
+            "wrong audience",
+            Some(issuer.token("other-api", &[SCOPE]).mint().expect("mint")),
+        ),
+        (
+            "wrong issuer",
+            Some(
+                TestIssuer::from_key("https://evil.issuer", issuer.key().clone())
+                    .token(AUD, &[SCOPE])
+                    .mint()
+                    .expect("mint"),
+            ),
+        ),
+        (
+            "expired",
+            Some(
+                issuer
+                    .token(AUD, &[SCOPE])
+                    .issued_at(now - 600)
+                    .ttl_secs(60)
+                    .mint()
+                    .expect("mint"),
+            ),
+        ),
+        (
+            "other key, same kid",
+            Some(zsp::core::testing::sign_raw_with(
+                other_key.key(),
+                &serde_json::json!({"alg": if v.eddsa() { "EdDSA" } else { "ES256" }, "kid": issuer.key().kid(), "typ": "at+jwt"}),
+                &serde_json::json!({"iss": ISS, "aud": AUD, "sub": "x", "iat": now, "exp": now + 60, "jti": "j", "scope": SCOPE}),
+            )),
+        ),
+    ];
+    for (what, token) in bad {
+        let status = status_of(server.addr, token.as_deref()).await;
+        assert!(status == 401 || status == 403, "({}) {what}: {status}", v.id());
+    }
+    if v == Variant::ZspSingleUse {
+        assert_eq!(
+            status_of(server.addr, Some(&good)).await,
+            401,
+            "(6) replayed token"
+        );
+    }
+}
+
 struct Tokens {
     es256: TestIssuer,
     ed25519: TestIssuer,
@@ -720,6 +799,9 @@ fn client_main() {
         .expect("runtime");
     let pool_size = |s: f64| (single_use_rate * s).ceil() as usize + conns;
     let results: Vec<Vec<Round>> = rt.block_on(async {
+        for s in &servers {
+            preflight(s, &tokens).await;
+        }
         if warmup > 0.0 {
             for s in &servers {
                 let req = tokens.requests(s.variant, pool_size(warmup));
