@@ -2,7 +2,8 @@
 # Runs the benchmarks behind BENCHMARKS.md and prints what the write-up needs.
 #
 #   benches/run_load.sh            # load bench only (one command: cargo bench --bench load)
-#   benches/run_load.sh --all      # plus the criterion suites, then a table of their medians
+#   benches/run_load.sh --all      # plus the interleaved verify ratios and the criterion suites,
+#                                  # then a table of the criterion medians
 #
 # Knobs for the load bench (defaults in brackets): ZSP_LOAD_SECS [3], ZSP_LOAD_ROUNDS [5],
 # ZSP_LOAD_CONNS [32], ZSP_LOAD_WARMUP_SECS [1], ZSP_LOAD_VARIANTS [1,2,3,4,5,6,7,8],
@@ -16,6 +17,7 @@ cargo bench --bench load
 echo "== $(date -u '+%F %T UTC') load after load bench: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [[ "${1:-}" == "--all" ]]; then
+    cargo bench --bench verify_interleaved
     cargo bench --bench verify -- --warm-up-time 1 --measurement-time 3
     cargo bench --bench outbound_broker -- --warm-up-time 1 --measurement-time 3
     echo "== $(date -u '+%F %T UTC') load after criterion: $(cut -d' ' -f1-3 /proc/loadavg)"
