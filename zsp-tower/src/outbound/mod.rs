@@ -19,7 +19,7 @@
 pub mod attach;
 mod cache;
 mod client_credentials;
-mod endpoint;
+pub(crate) mod endpoint;
 mod exchange;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
