@@ -45,6 +45,7 @@ struct Case {
     name: &'static str,
     token: String,
     verifier: Verifier,
+    keys: KeySet,
     jwt_key: DecodingKey,
     raw_key: Option<ParsedPublicKey>,
     hmac_key: Option<aws_lc_rs::hmac::Key>,
@@ -88,6 +89,7 @@ fn ec_case(name: &'static str, issuer: TestIssuer, alg: Algorithm) -> Case {
         name,
         token,
         verifier,
+        keys: issuer.key_set(),
         jwt_key,
         raw_key: Some(raw_key),
         hmac_key: None,
@@ -126,7 +128,8 @@ fn rsa_case() -> Case {
     Case {
         name: "RS256",
         token,
-        verifier: Verifier::builder(policy(Algorithm::RS256), keys).build(),
+        verifier: Verifier::builder(policy(Algorithm::RS256), keys.clone()).build(),
+        keys,
         jwt_key: DecodingKey::from_rsa_components(&n, &e).unwrap(),
         raw_key: Some(raw),
         hmac_key: None,
@@ -151,7 +154,8 @@ fn hmac_case() -> Case {
     Case {
         name: "HS256",
         token,
-        verifier: Verifier::builder(policy(Algorithm::HS256), keys).build(),
+        verifier: Verifier::builder(policy(Algorithm::HS256), keys.clone()).build(),
+        keys,
         jwt_key: DecodingKey::from_secret(&secret),
         raw_key: None,
         hmac_key: Some(key),
@@ -210,6 +214,18 @@ fn verify_vs_floor(c: &mut Criterion) {
         g.bench_function(format!("{}/zsp_verify", case.name), |b| {
             b.iter(|| {
                 case.verifier
+                    .verify(black_box(&case.token), &facts)
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap()
+            })
+        });
+        let cached = Verifier::builder(case.verifier.policy().clone(), case.keys.clone())
+            .signature_cache(10_000)
+            .build();
+        g.bench_function(format!("{}/zsp_verify_signature_cached", case.name), |b| {
+            b.iter(|| {
+                cached
                     .verify(black_box(&case.token), &facts)
                     .now_or_never()
                     .unwrap()

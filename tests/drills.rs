@@ -4,8 +4,8 @@
 //! CI machine cannot fail them; each wait is itself bounded, so a regression fails instead of
 //! hanging the suite.
 //!
-//! The Redis drill (a Redis that accepts connections and never answers) is not here yet: the
-//! Redis replay guard lives on the `redis` branch. See HARDENING.md.
+//! The Redis drill needs feature `redis` (`cargo test --all-features`); it needs no Redis: the
+//! "Redis" is a TCP peer that accepts connections and never answers.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -119,46 +119,52 @@ async fn verify(v: &Verifier, token: &str) -> Result<zsp::core::Grant, Denial> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_endpoint_that_hangs_denies_within_the_fetch_timeout_and_coalesces() {
-    for preamble in [
-        &b""[..],
+    // Silent, and "sends headers and the start of a body, then stalls": side by side, so the
+    // drill costs one fetch timeout, not two.
+    let silent = tokio::spawn(jwks_hang_drill(b""));
+    let stalled = tokio::spawn(jwks_hang_drill(
         b"HTTP/1.1 200 OK\r\ncontent-length: 4096\r\n\r\n{\"keys\":[",
-    ] {
-        let hole = Blackhole::start(preamble).await;
-        let jwks = RemoteJwks::builder().jwks_uri(hole.url("/jwks")).build().unwrap();
-        let v = Verifier::builder(policy(), Arc::new(jwks)).audit(false).build();
-        let token = issuer("k1").token(AUD, &["orders:read"]).mint().unwrap();
+    ));
+    silent.await.unwrap();
+    stalled.await.unwrap();
+}
 
-        // 32 concurrent requests against a verifier that has never had keys: all of them wait
-        // for the same fetch, and all of them are denied (fail closed) when it times out.
-        let tasks: Vec<_> = (0..32)
-            .map(|_| {
-                let v = v.clone();
-                let t = token.clone();
-                tokio::spawn(async move { verify(&v, &t).await })
-            })
-            .collect();
-        let (results, _) = within(JWKS_TIMEOUT + SLACK, "requests behind a hung JWKS", async {
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await.unwrap());
-            }
-            out
+async fn jwks_hang_drill(preamble: &'static [u8]) {
+    let hole = Blackhole::start(preamble).await;
+    let jwks = RemoteJwks::builder().jwks_uri(hole.url("/jwks")).build().unwrap();
+    let v = Verifier::builder(policy(), Arc::new(jwks)).audit(false).build();
+    let token = issuer("k1").token(AUD, &["orders:read"]).mint().unwrap();
+
+    // 32 concurrent requests against a verifier that has never had keys: all of them wait
+    // for the same fetch, and all of them are denied (fail closed) when it times out.
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let v = v.clone();
+            let t = token.clone();
+            tokio::spawn(async move { verify(&v, &t).await })
         })
-        .await;
-        for r in results {
-            let d = r.unwrap_err();
-            assert!(
-                matches!(d, Denial::KeysUnavailable | Denial::UnknownKey),
-                "hung JWKS must deny, got {d:?}"
-            );
-            assert!(d.status().as_u16() >= 401);
+        .collect();
+    let (results, _) = within(JWKS_TIMEOUT + SLACK, "requests behind a hung JWKS", async {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
         }
+        out
+    })
+    .await;
+    for r in results {
+        let d = r.unwrap_err();
         assert!(
-            hole.accepted() <= 1,
-            "fetches not coalesced: {} connections",
-            hole.accepted()
+            matches!(d, Denial::KeysUnavailable | Denial::UnknownKey),
+            "hung JWKS must deny, got {d:?}"
         );
+        assert!(d.status().as_u16() >= 401);
     }
+    assert!(
+        hole.accepted() <= 1,
+        "fetches not coalesced: {} connections",
+        hole.accepted()
+    );
 }
 
 #[derive(Clone)]
@@ -574,4 +580,64 @@ async fn ten_thousand_distinct_garbage_tokens_record_nothing_and_fetch_at_most_o
         denials.len() >= 5,
         "the flood should exercise many denial paths: {denials:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis that hangs.
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_that_hangs_fails_closed_within_the_budget() {
+    use zsp::core::redis::RedisStore;
+
+    const BUDGET: Duration = Duration::from_millis(100);
+    // Silent, and "answers half a reply then stalls" (a bulk string that never completes).
+    for preamble in [&b""[..], b"$100\r\npartial"] {
+        let hole = Blackhole::start(preamble).await;
+        let store = RedisStore::builder(format!("redis://{}/", hole.addr))
+            .prefix("drill:")
+            .budget(BUDGET)
+            .connect_timeout(Duration::from_millis(200))
+            .response_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let iss = issuer("redis-drill");
+        let v = Verifier::builder(policy(), iss.key_set())
+            .replay_guard(Arc::new(store.replay_guard()))
+            .revocation(Arc::new(store.revocation()))
+            .audit(false)
+            .build();
+
+        // 50 concurrent single-use requests and 50 ordinary ones (revocation check): every one
+        // is denied 503 within the budget (plus slack), none is allowed.
+        let mut tasks = Vec::new();
+        for i in 0..100 {
+            let v = v.clone();
+            let (scope, method, path) = if i % 2 == 0 {
+                ("orders:write", Method::POST, "/once")
+            } else {
+                ("orders:read", Method::GET, "/orders")
+            };
+            let t = iss.token(AUD, &[scope]).mint().unwrap();
+            tasks.push(tokio::spawn(async move {
+                let start = Instant::now();
+                let r = v.verify(&t, &RequestFacts::new(&method, path)).await.map(|_| ());
+                (r, start.elapsed())
+            }));
+        }
+        let (results, _) = within(BUDGET + SLACK, "requests against a hung Redis", async {
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        })
+        .await;
+        for (r, took) in results {
+            let d = r.expect_err("a hung Redis must never allow");
+            assert!(matches!(d, Denial::StoreUnavailable(_)), "got {d:?}");
+            assert_eq!(d.status().as_u16(), 503);
+            assert!(took <= BUDGET + SLACK, "one request took {took:?}");
+        }
+    }
 }

@@ -318,7 +318,8 @@ async fn rfc6750_2_two_authorization_headers_or_query_token_are_400() {
         assert_problem(resp, 400).await;
     }
 
-    // An unknown scheme and the DPoP scheme (not yet supported) are refused, not downgraded.
+    // An unknown scheme, and the DPoP scheme on a layer without a DPoP verifier, are refused,
+    // never downgraded to Bearer (tests/dpop_e2e.rs covers a layer that accepts DPoP).
     for value in ["Basic dXNlcjpwYXNz".to_owned(), format!("DPoP {token}")] {
         let resp = e
             .http

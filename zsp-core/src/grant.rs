@@ -10,8 +10,8 @@ use crate::clock::UnixTime;
 struct Inner {
     claims: Claims,
     scopes: ScopeSet,
-    payload: Box<[u8]>,
-    route: Option<String>,
+    payload: Vec<u8>,
+    route: Option<Arc<str>>,
     token: Arc<str>,
 }
 
@@ -38,8 +38,8 @@ impl Grant {
     pub(crate) fn new(
         claims: Claims,
         scopes: ScopeSet,
-        payload: Box<[u8]>,
-        route: Option<String>,
+        payload: Vec<u8>,
+        route: Option<Arc<str>>,
         token: Arc<str>,
     ) -> Self {
         Grant(Arc::new(Inner {

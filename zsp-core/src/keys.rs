@@ -220,6 +220,12 @@ impl VerifyingKey {
         self.alg
     }
 
+    /// Whether `other` is this very key object (not merely equal material): a cache entry made
+    /// with a key that was since replaced must not count.
+    pub fn same_key(&self, other: &VerifyingKey) -> bool {
+        Arc::ptr_eq(&self.material, &other.material)
+    }
+
     /// Verifies `signature` over `signing_input` with this key's pinned algorithm.
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         match &*self.material {

@@ -53,6 +53,7 @@ pub mod policy;
 pub mod redis;
 pub mod replay;
 pub mod revoke;
+mod sigcache;
 pub mod testing;
 pub mod verify;
 

@@ -105,6 +105,67 @@ impl SigningKey {
         Self::finish(kid, alg, encoding)
     }
 
+    /// A key from a private JWK (EC P-256 with `d`, or OKP Ed25519 with `d`). The kid is the
+    /// JWK's `kid`, or its RFC 7638 thumbprint.
+    pub fn from_jwk(jwk: &serde_json::Value) -> Result<Self, MintError> {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+        let field = |name: &str| -> Result<Vec<u8>, MintError> {
+            let v = jwk
+                .get(name)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| MintError::InvalidKey(format!("JWK lacks {name}")))?;
+            crate::b64::decode(v).map_err(|_| MintError::InvalidKey(format!("JWK {name} is not base64url")))
+        };
+        let kid = match jwk.get("kid").and_then(|k| k.as_str()) {
+            Some(k) => k.to_owned(),
+            None => crate::dpop::jwk_thumbprint(jwk)
+                .map_err(|e| MintError::InvalidKey(e.to_string()))?
+                .into_string(),
+        };
+        let kty = jwk.get("kty").and_then(|v| v.as_str());
+        let crv = jwk.get("crv").and_then(|v| v.as_str());
+        match (kty, crv) {
+            (Some("EC"), Some("P-256")) => {
+                let mut point = vec![4u8];
+                point.extend(field("x")?);
+                point.extend(field("y")?);
+                let kp = EcdsaKeyPair::from_private_key_and_public_key(
+                    &ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &field("d")?,
+                    &point,
+                )
+                .map_err(|e| MintError::InvalidKey(e.to_string()))?;
+                let der = kp
+                    .to_pkcs8v1()
+                    .map_err(|e| MintError::InvalidKey(e.to_string()))?;
+                Self::from_der(&kid, Algorithm::ES256, der.as_ref())
+            }
+            (Some("OKP"), Some("Ed25519")) => {
+                let kp = Ed25519KeyPair::from_seed_and_public_key(&field("d")?, &field("x")?)
+                    .map_err(|e| MintError::InvalidKey(e.to_string()))?;
+                let der = kp
+                    .to_pkcs8v1()
+                    .map_err(|e| MintError::InvalidKey(e.to_string()))?;
+                Self::from_der(&kid, Algorithm::EdDSA, der.as_ref())
+            }
+            _ => Err(MintError::UnsupportedAlgorithm),
+        }
+    }
+
+    /// A key from a file's contents: a PKCS#8 PEM (ES256 or Ed25519) or a private JWK. The kid
+    /// of a PEM key is its public JWK's RFC 7638 thumbprint.
+    pub fn from_pem_or_jwk(bytes: &[u8]) -> Result<Self, MintError> {
+        if let Ok(jwk) = serde_json::from_slice::<serde_json::Value>(bytes) {
+            return Self::from_jwk(&jwk);
+        }
+        let probe = Self::from_pem("probe", Algorithm::ES256, bytes)
+            .or_else(|_| Self::from_pem("probe", Algorithm::EdDSA, bytes))?;
+        let kid = crate::dpop::jwk_thumbprint(probe.public_jwk())
+            .map_err(|e| MintError::InvalidKey(e.to_string()))?
+            .into_string();
+        Self::from_pem(&kid, probe.alg, bytes)
+    }
+
     fn finish(kid: &str, alg: Algorithm, encoding: EncodingKey) -> Result<Self, MintError> {
         // Derive the public JWK; this also proves the private key parses for `alg`.
         let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, alg)
@@ -359,5 +420,51 @@ impl Minter {
             issued_at: iat,
             expires_at: exp,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_jwk_round_trips_for_both_algorithms() {
+        use aws_lc_rs::encoding::AsBigEndian;
+        for alg in [Algorithm::ES256, Algorithm::EdDSA] {
+            let kp_der = match alg {
+                Algorithm::ES256 => {
+                    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+                    let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+                    kp.to_pkcs8v1().unwrap().as_ref().to_vec()
+                }
+                _ => {
+                    let kp = aws_lc_rs::signature::Ed25519KeyPair::generate().unwrap();
+                    kp.to_pkcs8v1().unwrap().as_ref().to_vec()
+                }
+            };
+            let key = SigningKey::from_der("k", alg, &kp_der).unwrap();
+            // Rebuild a private JWK from the PKCS#8 via aws-lc and check the public halves match.
+            let mut jwk = key.public_jwk().clone();
+            let d = match alg {
+                Algorithm::ES256 => {
+                    let kp = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+                        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                        &kp_der,
+                    )
+                    .unwrap();
+                    let be = kp.private_key().as_be_bytes().unwrap();
+                    crate::b64::encode(be.as_ref())
+                }
+                _ => {
+                    let kp = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(&kp_der).unwrap();
+                    crate::b64::encode(kp.seed().unwrap().as_be_bytes().unwrap().as_ref())
+                }
+            };
+            jwk["d"] = d.into();
+            let back = SigningKey::from_pem_or_jwk(jwk.to_string().as_bytes()).unwrap();
+            assert_eq!(back.public_jwk()["x"], key.public_jwk()["x"]);
+            assert_eq!(back.kid(), "k");
+        }
+        assert!(SigningKey::from_pem_or_jwk(b"garbage").is_err());
     }
 }

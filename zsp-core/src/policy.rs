@@ -180,7 +180,7 @@ impl std::fmt::Display for Cidr {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteRule {
     method: Option<Method>,
-    template: String,
+    template: std::sync::Arc<str>,
     segments: Result<Vec<Segment>, String>,
     scopes: ScopeRequirement,
     single_use: bool,
@@ -221,7 +221,7 @@ impl RouteRule {
     pub fn new(method: Option<Method>, template: &str) -> Self {
         RouteRule {
             method,
-            template: template.to_owned(),
+            template: template.into(),
             segments: parse_template(template),
             scopes: ScopeRequirement::None,
             single_use: false,
@@ -294,6 +294,10 @@ impl RouteRule {
     pub fn template(&self) -> &str {
         &self.template
     }
+    /// The template as a shared string, cheap to hand to each request's `Grant`.
+    pub fn template_arc(&self) -> std::sync::Arc<str> {
+        self.template.clone()
+    }
     /// The method, `None` for any.
     pub fn method(&self) -> Option<&Method> {
         self.method.as_ref()
@@ -349,7 +353,7 @@ impl RouteRule {
 
     fn validate(&self) -> Result<(), PolicyError> {
         if self.segments.is_err() {
-            return Err(PolicyError::InvalidTemplate(self.template.clone()));
+            return Err(PolicyError::InvalidTemplate(self.template.to_string()));
         }
         if let Some(c) = &self.cidr_error {
             return Err(PolicyError::InvalidCidr(c.clone()));

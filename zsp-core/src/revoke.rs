@@ -45,6 +45,34 @@ pub trait Revocation: Send + Sync + std::fmt::Debug + 'static {
     async fn revoke_subject_before(&self, subject: &str, before: UnixTime) -> Result<(), RevocationError>;
     /// Revokes every token of `client_id` issued at or before `before`.
     async fn revoke_client_before(&self, client_id: &str, before: UnixTime) -> Result<(), RevocationError>;
+    /// For a single-use token: whether it is revoked and, if not, whether this is the first use
+    /// of `jti`, recorded until `until`, decided in one step (one round trip for a remote store).
+    ///
+    /// `None`, the default, when this store does not record single use: the verifier then
+    /// calls [`Revocation::is_revoked`] and its [`crate::ReplayGuard`]. A store answering
+    /// `Some` records first use in place of the verifier's replay guard, so it must be shared
+    /// by every replica that accepts the token (e.g. `zsp_core::redis::RedisRevocation`).
+    async fn check_single_use(
+        &self,
+        q: &RevocationQuery<'_>,
+        jti: &str,
+        until: UnixTime,
+    ) -> Option<Result<SingleUseCheck, RevocationError>> {
+        let _ = (q, jti, until);
+        None
+    }
+}
+
+/// The answer of [`Revocation::check_single_use`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SingleUseCheck {
+    /// Not revoked, and this was the first use: it is now recorded.
+    FirstUse,
+    /// Not revoked, but the `jti` was already used.
+    Replayed,
+    /// Revoked (nothing was recorded).
+    Revoked,
 }
 
 #[derive(Debug, Default)]

@@ -13,7 +13,10 @@
 //! 5. the signature;
 //! 6. the route rule: scopes, source address, sender constraint (only for a genuine token,
 //!    so a 403 never confirms anything to a forger);
-//! 7. revocation; 8. replay, last, so a denied request never burns a single-use `jti`.
+//! 7. an optional caller check ([`Verifier::verify_with`], e.g. the DPoP proof);
+//! 8. revocation; 9. replay, last, so a denied request never burns a single-use `jti`.
+//!    A revocation store that also records single use does 8 and 9 in one step
+//!    ([`Revocation::check_single_use`]: one round trip to a shared store).
 //!
 //! `jku`, `x5u`, `x5c` and `jwk` headers are ignored: keys come only from the [`KeySet`].
 
@@ -33,7 +36,7 @@ use crate::grant::Grant;
 use crate::keys::{KeySet, Keys, VerifyingKey, parse_alg};
 use crate::policy::Policy;
 use crate::replay::{MemoryReplayGuard, ReplayError, ReplayGuard};
-use crate::revoke::{Revocation, RevocationQuery};
+use crate::revoke::{Revocation, RevocationQuery, SingleUseCheck};
 
 /// The facts about the request a token is presented with.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +84,7 @@ struct Inner {
     revocation: Option<Arc<dyn Revocation>>,
     clock: SharedClock,
     audit: bool,
+    signature_cache: Option<crate::sigcache::SignatureCache>,
 }
 
 /// Verifies tokens against keys and a [`Policy`]. Cheap to clone; share one per service.
@@ -103,9 +107,19 @@ pub struct VerifierBuilder {
     revocation: Option<Arc<dyn Revocation>>,
     clock: SharedClock,
     audit: bool,
+    signature_cache: usize,
 }
 
 impl VerifierBuilder {
+    /// Remembers up to `capacity` tokens whose signature verified, and skips the signature
+    /// check when the same token comes back (default 0: off). Claims, policy, revocation and
+    /// replay are still checked on every request; single-use tokens and routes never use it.
+    /// Worth it when callers reuse a token for many requests (the usual cached outbound
+    /// token): the signature dominates the cost of a verify.
+    pub fn signature_cache(mut self, capacity: usize) -> Self {
+        self.signature_cache = capacity;
+        self
+    }
     /// The replay guard for single-use routes. Without one, a [`MemoryReplayGuard`] is used
     /// when the policy has single-use routes: single use is never silently skipped.
     pub fn replay_guard(mut self, guard: Arc<dyn ReplayGuard>) -> Self {
@@ -141,6 +155,8 @@ impl VerifierBuilder {
             revocation: self.revocation,
             clock: self.clock,
             audit: self.audit,
+            signature_cache: (self.signature_cache > 0)
+                .then(|| crate::sigcache::SignatureCache::new(self.signature_cache)),
         }))
     }
 }
@@ -149,7 +165,7 @@ impl VerifierBuilder {
 #[derive(Default)]
 struct Seen {
     claims: Option<Claims>,
-    route: Option<String>,
+    route: Option<Arc<str>>,
 }
 
 impl Verifier {
@@ -164,6 +180,7 @@ impl Verifier {
             revocation: None,
             clock: crate::clock::system(),
             audit: true,
+            signature_cache: 0,
         }
     }
 
@@ -184,11 +201,57 @@ impl Verifier {
 
     /// Verifies `token` for the request described by `req`.
     pub async fn verify(&self, token: &str, req: &RequestFacts<'_>) -> Result<Grant, Denial> {
+        self.verify_with(token, req, |_| std::future::ready(Ok(()))).await
+    }
+
+    /// [`verify`](Self::verify) with one more check of the caller's, run on the would-be
+    /// [`Grant`] after every token and route check but **before** the revocation and replay
+    /// stores, so a request that `check` denies (a bad DPoP proof, say) never burns a
+    /// single-use `jti` (and costs the shared store no round trip).
+    /// The audit event records the final outcome, including `check`'s denial.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use http::Method;
+    /// use zsp_core::testing::TestIssuer;
+    /// use zsp_core::{Denial, Policy, RequestFacts, RouteRule, Verifier};
+    ///
+    /// let issuer = TestIssuer::es256("https://broker.example");
+    /// let policy = Policy::builder()
+    ///     .issuer("https://broker.example")
+    ///     .audience("api")
+    ///     .route(RouteRule::post("/pay").all_of(["pay"]).single_use())
+    ///     .build()
+    ///     .unwrap();
+    /// let verifier = Verifier::builder(policy, issuer.key_set()).build();
+    /// let token = issuer.token("api", &["pay"]).mint().unwrap();
+    /// let facts = RequestFacts::new(&Method::POST, "/pay");
+    ///
+    /// // Denied by the extra check: the single-use jti is not recorded…
+    /// let denied = verifier
+    ///     .verify_with(&token, &facts, |_grant| async { Err(Denial::InvalidDpopProof("demo")) })
+    ///     .await;
+    /// assert_eq!(denied.unwrap_err(), Denial::InvalidDpopProof("demo"));
+    /// // …so the token still works once.
+    /// assert!(verifier.verify(&token, &facts).await.is_ok());
+    /// assert_eq!(verifier.verify(&token, &facts).await.unwrap_err(), Denial::Replayed);
+    /// # }
+    /// ```
+    pub async fn verify_with<F, Fut>(
+        &self,
+        token: &str,
+        req: &RequestFacts<'_>,
+        check: F,
+    ) -> Result<Grant, Denial>
+    where
+        F: FnOnce(Grant) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Denial>>,
+    {
         // Building the event costs allocations; skip it when nothing listens to zsp::audit.
         let start = (self.0.audit && tracing::enabled!(target: "zsp::audit", tracing::Level::INFO))
             .then(Instant::now);
         let mut seen = Seen::default();
-        let result = self.verify_inner(token, req, &mut seen).await;
+        let result = self.verify_inner(token, req, &mut seen, check).await;
         if let Some(start) = start {
             self.emit(&result, req, &seen, start);
         }
@@ -249,12 +312,17 @@ impl Verifier {
         .emit();
     }
 
-    async fn verify_inner(
+    async fn verify_inner<F, Fut>(
         &self,
         token: &str,
         req: &RequestFacts<'_>,
         seen: &mut Seen,
-    ) -> Result<Grant, Denial> {
+        check: F,
+    ) -> Result<Grant, Denial>
+    where
+        F: FnOnce(Grant) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Denial>>,
+    {
         let p = &self.0.policy;
         if token.is_empty() {
             return Err(Denial::MissingToken);
@@ -331,21 +399,42 @@ impl Verifier {
         }
         seen.claims = Some(claims);
 
-        // Signature.
-        let mut sbuf = [0u8; 1024];
-        let slen = crate::b64::decode_into(s64, &mut sbuf).ok_or(Denial::InvalidSignature)?;
-        if slen == 0 {
-            return Err(Denial::InvalidSignature);
-        }
-        let signing_input = &bytes[..h64.len() + 1 + p64.len()];
-        if !key.verify(signing_input, &sbuf[..slen]) {
-            return Err(Denial::InvalidSignature);
+        // Signature, unless this exact token was verified by this exact key before and the
+        // request is not single-use.
+        let rule = p.route_for(req.method, req.path);
+        let cache = self.0.signature_cache.as_ref().filter(|_| {
+            rule.is_some_and(|r| !r.is_single_use())
+                && seen.claims.as_ref().is_some_and(|c| c.single_use != Some(true))
+        });
+        let digest = cache.map(|_| crate::sigcache::SignatureCache::digest(bytes));
+        let cached = match (cache, &digest) {
+            (Some(c), Some(d)) => c.hit(d, key, now),
+            _ => false,
+        };
+        if !cached {
+            let mut sbuf = [0u8; 1024];
+            let slen = crate::b64::decode_into(s64, &mut sbuf).ok_or(Denial::InvalidSignature)?;
+            if slen == 0 {
+                return Err(Denial::InvalidSignature);
+            }
+            let signing_input = &bytes[..h64.len() + 1 + p64.len()];
+            if !key.verify(signing_input, &sbuf[..slen]) {
+                return Err(Denial::InvalidSignature);
+            }
+            if let (Some(c), Some(d), Some(claims)) = (cache, digest, seen.claims.as_ref()) {
+                c.insert(
+                    d,
+                    key,
+                    claims.exp.unwrap_or_default().saturating_add(p.leeway),
+                    now,
+                );
+            }
         }
 
         // Route rule, for genuine tokens only.
         let claims = seen.claims.as_ref().ok_or(Denial::Malformed("claims"))?;
-        let rule = p.route_for(req.method, req.path).ok_or(Denial::RouteNotAllowed)?;
-        seen.route = Some(rule.template().to_owned());
+        let rule = rule.ok_or(Denial::RouteNotAllowed)?;
+        seen.route = Some(rule.template_arc());
         let scopes = claims.scopes();
         if !rule.scopes().is_satisfied_by(&scopes) {
             return Err(Denial::InsufficientScope {
@@ -375,50 +464,81 @@ impl Verifier {
         // exp is known present (check_time).
         let exp = claims.exp.unwrap_or_default();
         let iat = claims.iat.unwrap_or_default();
+        let single_use = rule.is_single_use() || claims.single_use == Some(true);
+        let until = exp.saturating_add(p.leeway);
+        if single_use && claims.jti.is_none() {
+            return Err(Denial::MissingClaim("jti"));
+        }
+
+        // The caller's check (e.g. the DPoP proof) comes before the stores, so a request it
+        // refuses never reaches them and never burns a single-use jti.
+        let claims = seen.claims.take().ok_or(Denial::Malformed("claims"))?;
+        let grant = Grant::new(claims, scopes, payload, seen.route.clone(), Arc::from(token));
+        let deny = |seen: &mut Seen, d: Denial| {
+            // Keep the claims for the audit event of this denial.
+            seen.claims = Some(grant.registered().clone());
+            Err(d)
+        };
+        if let Err(denial) = check(grant.clone()).await {
+            return deny(seen, denial);
+        }
+        let claims = grant.registered();
+        let jti = claims.jti.as_deref();
+
+        let mut recorded = false;
         if let Some(rev) = &self.0.revocation {
             let q = RevocationQuery {
-                jti: claims.jti.as_deref(),
+                jti,
                 sub: claims.sub.as_deref(),
                 client_id: claims.client_id.as_deref(),
                 iat,
                 now,
             };
-            match rev.is_revoked(&q).await {
-                Ok(false) => {}
-                Ok(true) => return Err(Denial::Revoked),
-                Err(e) => {
-                    tracing::warn!(target: "zsp::verify", error = %e, "revocation store failed; denying");
-                    return Err(Denial::StoreUnavailable("revocation"));
+            // A store holding both records answers revocation and first use in one round trip.
+            let combined = match jti {
+                Some(jti) if single_use => rev.check_single_use(&q, jti, until).await,
+                _ => None,
+            };
+            let outcome = match combined {
+                Some(Ok(SingleUseCheck::FirstUse)) => {
+                    recorded = true;
+                    None
                 }
+                Some(Ok(SingleUseCheck::Replayed)) => Some(Denial::Replayed),
+                Some(Ok(SingleUseCheck::Revoked)) => Some(Denial::Revoked),
+                Some(Err(e)) => {
+                    tracing::warn!(target: "zsp::verify", error = %e, "revocation store failed; denying");
+                    Some(Denial::StoreUnavailable("revocation"))
+                }
+                None => match rev.is_revoked(&q).await {
+                    Ok(false) => None,
+                    Ok(true) => Some(Denial::Revoked),
+                    Err(e) => {
+                        tracing::warn!(target: "zsp::verify", error = %e, "revocation store failed; denying");
+                        Some(Denial::StoreUnavailable("revocation"))
+                    }
+                },
+            };
+            if let Some(d) = outcome {
+                return deny(seen, d);
             }
         }
 
-        if rule.is_single_use() || claims.single_use == Some(true) {
-            let jti = claims.jti.as_deref().ok_or(Denial::MissingClaim("jti"))?;
-            match self
-                .0
-                .replay
-                .first_use(jti, now, exp.saturating_add(p.leeway))
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => return Err(Denial::Replayed),
-                Err(ReplayError::Full) => return Err(Denial::ReplayStoreFull),
+        if let (true, false, Some(jti)) = (single_use, recorded, jti) {
+            let outcome = match self.0.replay.first_use(jti, now, until).await {
+                Ok(true) => None,
+                Ok(false) => Some(Denial::Replayed),
+                Err(ReplayError::Full) => Some(Denial::ReplayStoreFull),
                 Err(e) => {
                     tracing::warn!(target: "zsp::verify", error = %e, "replay store failed; denying");
-                    return Err(Denial::StoreUnavailable("replay"));
+                    Some(Denial::StoreUnavailable("replay"))
                 }
+            };
+            if let Some(d) = outcome {
+                return deny(seen, d);
             }
         }
-
-        let claims = seen.claims.take().ok_or(Denial::Malformed("claims"))?;
-        Ok(Grant::new(
-            claims,
-            scopes,
-            payload.into_boxed_slice(),
-            seen.route.clone(),
-            Arc::from(token),
-        ))
+        Ok(grant)
     }
 }
 

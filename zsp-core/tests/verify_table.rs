@@ -832,3 +832,78 @@ async fn audience_alias_is_accepted() {
         .unwrap();
     assert!(f.get(&t).await.is_ok());
 }
+
+#[derive(Debug)]
+struct SwappableKeys(std::sync::RwLock<Arc<KeySet>>);
+
+#[async_trait::async_trait]
+impl zsp_core::KeySource for SwappableKeys {
+    fn current(&self) -> Option<Arc<KeySet>> {
+        Some(self.0.read().unwrap().clone())
+    }
+}
+
+#[tokio::test]
+async fn signature_cache_skips_only_the_signature() {
+    let clock = ManualClock::new(NOW);
+    let issuer = TestIssuer::es256(ISS).with_clock(clock.clone());
+    let keys = Arc::new(SwappableKeys(std::sync::RwLock::new(Arc::new(issuer.key_set()))));
+    let revocation = Arc::new(MemoryRevocation::default());
+    let v = Verifier::builder(policy().build().unwrap(), keys.clone())
+        .clock(clock.clone())
+        .revocation(revocation.clone())
+        .signature_cache(1000)
+        .build();
+    let m = Method::GET;
+    let facts = RequestFacts::new(&m, "/orders/1");
+    let t = issuer.token(AUD, &["orders:read"]).mint().unwrap();
+    assert!(v.verify(&t, &facts).await.is_ok());
+    assert!(v.verify(&t, &facts).await.is_ok(), "cached");
+    // Scopes are still checked per request.
+    let del = Method::DELETE;
+    assert!(matches!(
+        v.verify(&t, &RequestFacts::new(&del, "/orders/1")).await,
+        Err(Denial::InsufficientScope { .. })
+    ));
+    // A tampered copy hashes differently and fails its own signature check.
+    let mut bad = t.clone().into_bytes();
+    let i = bad.len() - 5;
+    bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
+    assert_eq!(
+        v.verify(std::str::from_utf8(&bad).unwrap(), &facts)
+            .await
+            .unwrap_err(),
+        Denial::InvalidSignature
+    );
+    // Revocation still applies to a cached token.
+    let g = v.verify(&t, &facts).await.unwrap();
+    revocation.revoke_jti(g.jti().unwrap(), NOW + 100).await.unwrap();
+    assert_eq!(v.verify(&t, &facts).await.unwrap_err(), Denial::Revoked);
+    // Expiry still applies.
+    let t2 = issuer.token(AUD, &["orders:read"]).ttl_secs(30).mint().unwrap();
+    assert!(v.verify(&t2, &facts).await.is_ok());
+    clock.advance(45);
+    assert_eq!(v.verify(&t2, &facts).await.unwrap_err(), Denial::Expired);
+    // The key behind a kid is replaced: entries made with the old key no longer count.
+    let t3 = issuer.token(AUD, &["orders:read"]).mint().unwrap();
+    assert!(v.verify(&t3, &facts).await.is_ok());
+    let impostor = TestIssuer::es256(ISS); // same kid "test-es256", different key
+    *keys.0.write().unwrap() = Arc::new(impostor.key_set());
+    assert_eq!(v.verify(&t3, &facts).await.unwrap_err(), Denial::InvalidSignature);
+}
+
+#[tokio::test]
+async fn signature_cache_is_never_used_for_single_use() {
+    let f = fixture();
+    let v = Verifier::builder(policy().build().unwrap(), f.issuer.key_set())
+        .clock(f.clock.clone())
+        .signature_cache(1000)
+        .build();
+    let m = Method::POST;
+    let t = f.issuer.token(AUD, &["orders:write"]).mint().unwrap();
+    assert!(v.verify(&t, &RequestFacts::new(&m, "/orders")).await.is_ok());
+    assert_eq!(
+        v.verify(&t, &RequestFacts::new(&m, "/orders")).await.unwrap_err(),
+        Denial::Replayed
+    );
+}

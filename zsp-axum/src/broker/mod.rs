@@ -2,7 +2,14 @@
 //!
 //! It authenticates the calling workload, looks up what its [`BrokerPolicy`] lets that client
 //! have (audiences, scopes, max TTL, DPoP binding, single use), and mints a short-lived JWT
-//! (`typ` `at+jwt`, RFC 9068 claims, fresh `jti`). Endpoints:
+//! (`typ` `at+jwt`, RFC 9068 claims, fresh `jti`).
+//!
+//! DPoP (RFC 9449 §5): a token request with a valid `DPoP` proof (htm `POST`, htu
+//! `{issuer}/token`, single-use through the broker's replay guard) gets a token bound to the
+//! proof key (`cnf.jkt`, `token_type` `DPoP`); a client whose policy sets `dpop_required` is
+//! refused without one (`invalid_dpop_proof`). With [`BrokerBuilder::dpop_nonces`] proofs must
+//! carry a broker nonce (400 `use_dpop_nonce` + `DPoP-Nonce` otherwise). The metadata lists
+//! `dpop_signing_alg_values_supported`. Endpoints:
 //!
 //! | endpoint | what |
 //! |---|---|
@@ -48,6 +55,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use zsp_core::clock::Clock;
+use zsp_core::dpop::{DpopVerifier, NonceIssuer};
 use zsp_core::{
     KeySet, KeySource, MemoryReplayGuard, MemoryRevocation, Policy, ReplayGuard, Revocation, RouteRule,
     SigningKey, SystemClock, Verifier,
@@ -77,6 +85,9 @@ pub enum BrokerError {
     /// The signing key file could not be read.
     #[error("signing key file {0}")]
     KeyFile(String),
+    /// The DPoP proof verifier configuration was refused.
+    #[error("DPoP: {0}")]
+    Dpop(#[from] zsp_core::dpop::DpopConfigError),
 }
 
 pub(crate) struct State {
@@ -89,6 +100,9 @@ pub(crate) struct State {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limiter: ratelimit::RateLimiter,
     pub(crate) token_endpoint: String,
+    /// Checks proofs on `/token` (htm POST, htu the token endpoint); shares the broker's
+    /// replay guard so a proof is single-use across replicas that share it.
+    pub(crate) dpop: DpopVerifier,
 }
 
 /// The key ring seen as a verifier's key source (for token exchange and introspection):
@@ -134,6 +148,7 @@ pub struct BrokerBuilder {
     revocation: Option<Arc<dyn Revocation>>,
     replay: Option<Arc<dyn ReplayGuard>>,
     clock: Arc<dyn Clock>,
+    dpop_nonces: Option<NonceIssuer>,
 }
 
 impl BrokerBuilder {
@@ -156,6 +171,32 @@ impl BrokerBuilder {
     /// The clock (tests).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+    /// Requires a server nonce in every DPoP proof sent to `/token` (RFC 9449 §8): a proof
+    /// without a current one is answered 400 `use_dpop_nonce` with a `DPoP-Nonce` header, and
+    /// successful token responses carry a fresh nonce. Give every broker replica the same
+    /// issuer secret so each accepts the others' nonces.
+    ///
+    /// ```
+    /// use zsp_axum::broker::{Broker, BrokerPolicy, ClientPolicy};
+    /// use zsp_core::dpop::NonceIssuer;
+    ///
+    /// let policy = BrokerPolicy::builder("https://broker.example")
+    ///     .client(ClientPolicy::with_secret("svc", "a-256-bit-random-secret-from-your-vault")
+    ///         .audience("orders-api")
+    ///         .scopes(&["orders:read"])
+    ///         .dpop_required(true))
+    ///     .build()
+    ///     .unwrap();
+    /// let nonces = NonceIssuer::builder(b"the same 32+ byte secret on every broker replica")
+    ///     .build()
+    ///     .unwrap();
+    /// let broker = Broker::builder(policy).dpop_nonces(nonces).build().unwrap();
+    /// # let _ = broker;
+    /// ```
+    pub fn dpop_nonces(mut self, issuer: NonceIssuer) -> Self {
+        self.dpop_nonces = Some(issuer);
         self
     }
     /// Builds the broker.
@@ -218,6 +259,13 @@ impl BrokerBuilder {
                 exchange_verifiers.insert(c.id.clone(), v);
             }
         }
+        let mut dpop = DpopVerifier::builder().replay_guard(replay.clone());
+        if let Some(n) = self.dpop_nonces {
+            dpop = dpop.require_nonces(n);
+        }
+        // The defaults (ES256, EdDSA, 60 s) always validate; the error cannot happen, but it
+        // is still reported rather than unwrapped.
+        let dpop = dpop.build().map_err(BrokerError::Dpop)?;
         let limiter = ratelimit::RateLimiter::new(policy.token_rate_per_sec);
         Ok(Broker {
             state: Arc::new(State {
@@ -230,6 +278,7 @@ impl BrokerBuilder {
                 clock: self.clock,
                 limiter,
                 token_endpoint,
+                dpop,
             }),
         })
     }
@@ -273,6 +322,7 @@ impl Broker {
             revocation: None,
             replay: None,
             clock: Arc::new(SystemClock),
+            dpop_nonces: None,
         }
     }
 
@@ -352,6 +402,9 @@ async fn metadata(axum::extract::State(s): axum::extract::State<Arc<State>>) -> 
                 ["client_secret_basic", "client_secret_post", "private_key_jwt"],
             "introspection_endpoint_auth_methods_supported":
                 ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "dpop_signing_alg_values_supported": zsp_core::verify::algorithm_names(s.dpop.algorithms())
+                .split(' ')
+                .collect::<Vec<_>>(),
         }),
         "public, max-age=300",
     )

@@ -10,7 +10,8 @@ use axum::body::Bytes;
 use axum::extract::State as AxState;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
-use zsp_core::{Actor, MintRequest, Minter, RequestFacts, ScopeSet};
+use zsp_core::dpop::{DPOP_NONCE, proof_header_values};
+use zsp_core::{Actor, Denial, MintRequest, Minter, RequestFacts, ScopeSet};
 
 use super::client_auth::{authenticate, claimed_id};
 use super::config::ClientPolicy;
@@ -56,6 +57,9 @@ async fn issue(
         audit.client_id = Some(id);
         return Err(OAuthError::RateLimited);
     }
+    // The proof is checked before client authentication: a use_dpop_nonce round trip must not
+    // burn a single-use private_key_jwt assertion.
+    let jkt = dpop_proof(s, headers).await?;
     let client = authenticate(s, headers, &form).await?;
     audit.client_id = Some(client.id.clone());
     if claimed_id(headers, &form).is_none() && !s.limiter.allow(&client.id) {
@@ -67,8 +71,10 @@ async fn issue(
         Some(_) => return Err(OAuthError::UnsupportedGrantType),
         None => return Err(OAuthError::InvalidRequest("grant_type is required")),
     };
-    let jkt = dpop_binding(client, headers)?;
-    mint(s, client, grant, jkt)
+    if client.dpop_required && jkt.is_none() {
+        return Err(OAuthError::InvalidDpopProof("this client must send a DPoP proof"));
+    }
+    mint(s, client, grant, jkt.map(String::from))
 }
 
 /// What the grant resolved to, before minting.
@@ -198,15 +204,37 @@ async fn exchange(s: &State, client: &ClientPolicy, form: &Form) -> Result<Resol
     })
 }
 
-/// RFC 9449 §5: a `DPoP` proof on the token request binds the token to its key. Proof
-/// verification is completed by the DPoP work; until then a client that must bind is refused.
-fn dpop_binding(client: &ClientPolicy, headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
-    if client.dpop_required || headers.contains_key("dpop") {
-        return Err(OAuthError::InvalidDpopProof(
-            "DPoP-bound tokens are not available yet",
-        ));
+/// RFC 9449 §5: a `DPoP` proof on the token request binds the token to its key. Every §4.3
+/// check applies, with htm `POST` and htu the token endpoint; no `ath` (no token yet).
+/// Returns the proof key's thumbprint, or `None` when no proof was sent.
+async fn dpop_proof(s: &State, headers: &HeaderMap) -> Result<Option<zsp_core::dpop::Jkt>, OAuthError> {
+    let proofs =
+        proof_header_values(headers).map_err(|_| OAuthError::InvalidDpopProof("invalid DPoP proof"))?;
+    if proofs.is_empty() {
+        return Ok(None);
     }
-    Ok(None)
+    let now = s.clock.now();
+    match s
+        .dpop
+        .verify(&proofs, &Method::POST, &s.token_endpoint, None, None, now)
+        .await
+    {
+        Ok(jkt) => Ok(Some(jkt)),
+        Err(Denial::UseDpopNonce) => match s.dpop.fresh_nonce(now) {
+            Some(nonce) => Err(OAuthError::UseDpopNonce(nonce)),
+            None => Err(OAuthError::InvalidDpopProof("invalid DPoP proof")),
+        },
+        Err(d @ (Denial::StoreUnavailable(_) | Denial::ReplayStoreFull)) => {
+            tracing::warn!(target: "zsp::broker", reason = d.reason(), "DPoP replay store failed; refusing");
+            Err(OAuthError::ServerError)
+        }
+        Err(d) => {
+            tracing::info!(target: "zsp::audit", decision = "deny", reason = d.reason(),
+                detail = %d, "DPoP proof refused at the token endpoint");
+            // The detail stays in the audit log; the client learns only the error code.
+            Err(OAuthError::InvalidDpopProof("invalid DPoP proof"))
+        }
+    }
 }
 
 fn mint(s: &State, client: &ClientPolicy, g: Resolved, jkt: Option<String>) -> Result<Response, OAuthError> {
@@ -246,5 +274,13 @@ fn mint(s: &State, client: &ClientPolicy, g: Resolved, jkt: Option<String>) -> R
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp.headers_mut()
         .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    // RFC 9449 §8.2: a fresh nonce on success spares the client the next use_dpop_nonce.
+    if let Some(v) = s
+        .dpop
+        .fresh_nonce(s.clock.now())
+        .and_then(|n| HeaderValue::from_str(&n).ok())
+    {
+        resp.headers_mut().insert(DPOP_NONCE, v);
+    }
     Ok(resp)
 }

@@ -47,7 +47,7 @@ impl TokenSource for ClientCredentials {
             params.push(("scope", &scope));
         }
         self.endpoint
-            .request("client_credentials", &params, req.audience())
+            .request_dpop("client_credentials", &params, req.audience(), req.dpop())
             .await
     }
 

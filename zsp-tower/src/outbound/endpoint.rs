@@ -13,6 +13,7 @@ use base64::Engine;
 use reqwest::Url;
 use serde::Deserialize;
 use tracing::Instrument;
+use zsp_core::dpop::{DPOP, DpopKey, response_nonce};
 use zsp_core::{Clock, ScopeSet, SigningKey, SystemClock};
 
 use super::source::{AccessToken, FetchError, OAuthErrorCode, TokenType};
@@ -109,6 +110,9 @@ struct Inner {
     default_lifetime: u64,
     allow_http: bool,
     label: String,
+    /// The latest `DPoP-Nonce` this endpoint sent, so later token requests carry it from the
+    /// start instead of collecting a `use_dpop_nonce` refusal each time.
+    dpop_nonce: std::sync::Mutex<Option<String>>,
 }
 
 /// A configured token endpoint client: where to post, how to authenticate, the limits. Cheap
@@ -259,6 +263,22 @@ impl TokenEndpoint {
         params: &[(&str, &str)],
         audience: Option<&str>,
     ) -> Result<AccessToken, FetchError> {
+        self.request_dpop(grant_type, params, audience, None).await
+    }
+
+    /// [`request`](Self::request) asking for a token bound to `dpop` (RFC 9449 §5): the
+    /// request carries a `DPoP` proof for `POST <token endpoint>`. When the endpoint answers
+    /// 400 `use_dpop_nonce` with a `DPoP-Nonce` header (§8), the request is sent once more with
+    /// a fresh proof carrying that nonce (and fresh client authentication, so a
+    /// `private_key_jwt` assertion is never reused); the endpoint's latest nonce is remembered
+    /// for later requests.
+    pub async fn request_dpop(
+        &self,
+        grant_type: &'static str,
+        params: &[(&str, &str)],
+        audience: Option<&str>,
+        dpop: Option<&DpopKey>,
+    ) -> Result<AccessToken, FetchError> {
         let span = tracing::info_span!(
             "zsp.token_fetch",
             endpoint = %self.0.label,
@@ -270,7 +290,7 @@ impl TokenEndpoint {
         );
         let started = Instant::now();
         let result = self
-            .request_inner(grant_type, params)
+            .request_inner(grant_type, params, dpop)
             .instrument(span.clone())
             .await;
         span.record("latency_ms", started.elapsed().as_millis() as u64);
@@ -293,8 +313,78 @@ impl TokenEndpoint {
         &self,
         grant_type: &str,
         params: &[(&str, &str)],
+        dpop: Option<&DpopKey>,
     ) -> Result<AccessToken, FetchError> {
         let (url, issuer) = self.resolve().await?;
+        let Some(key) = dpop else {
+            return self.send_once(&url, issuer, grant_type, params, None).await.0;
+        };
+        let nonce = self.remembered_nonce();
+        let (result, new_nonce) = self
+            .send_once(
+                &url,
+                issuer.clone(),
+                grant_type,
+                params,
+                Some((key, nonce.as_deref())),
+            )
+            .await;
+        if let Some(n) = &new_nonce {
+            self.remember_nonce(n);
+        }
+        match (&result, new_nonce) {
+            (Err(FetchError::OAuth { code, .. }), Some(fresh))
+                if matches!(code, OAuthErrorCode::Other(c) if c == "use_dpop_nonce")
+                    && nonce.as_deref() != Some(fresh.as_str()) =>
+            {
+                let (result, newer) = self
+                    .send_once(&url, issuer, grant_type, params, Some((key, Some(&fresh))))
+                    .await;
+                if let Some(n) = &newer {
+                    self.remember_nonce(n);
+                }
+                result
+            }
+            _ => result,
+        }
+    }
+
+    fn remembered_nonce(&self) -> Option<String> {
+        match self.0.dpop_nonce.lock() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn remember_nonce(&self, nonce: &str) {
+        let mut g = match self.0.dpop_nonce.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if g.as_deref() != Some(nonce) {
+            *g = Some(nonce.to_owned());
+        }
+    }
+
+    /// One POST to the token endpoint; also returns the `DPoP-Nonce` the answer carried.
+    async fn send_once(
+        &self,
+        url: &Url,
+        issuer: Option<String>,
+        grant_type: &str,
+        params: &[(&str, &str)],
+        dpop: Option<(&DpopKey, Option<&str>)>,
+    ) -> (Result<AccessToken, FetchError>, Option<String>) {
+        let proof = match dpop {
+            None => None,
+            Some((key, nonce)) => {
+                match key.proof_at(&http::Method::POST, url.as_str(), None, nonce, self.0.clock.now()) {
+                    Ok(p) => Some(p),
+                    Err(e) => return (Err(FetchError::Signing(format!("DPoP proof: {e}"))), None),
+                }
+            }
+        };
+        let url = url.clone();
         let mut form: Vec<(&str, &str)> = Vec::with_capacity(params.len() + 4);
         form.push(("grant_type", grant_type));
         form.extend_from_slice(params);
@@ -309,11 +399,13 @@ impl TokenEndpoint {
                     form_encode(&self.0.client_id),
                     form_encode(secret.expose())
                 );
-                let mut v = http::HeaderValue::try_from(format!(
+                let Ok(mut v) = http::HeaderValue::try_from(format!(
                     "Basic {}",
                     base64::engine::general_purpose::STANDARD.encode(raw)
-                ))
-                .map_err(|_| FetchError::Config("client credentials are not header-safe".into()))?;
+                )) else {
+                    let e = FetchError::Config("client credentials are not header-safe".into());
+                    return (Err(e), None);
+                };
                 v.set_sensitive(true);
                 basic = Some(v);
             }
@@ -331,14 +423,20 @@ impl TokenEndpoint {
                     AssertionAudience::TokenEndpoint => url.to_string(),
                     AssertionAudience::Custom(a) => a.clone(),
                 };
-                assertion = self.assertion(key, &aud, *lifetime)?;
+                assertion = match self.assertion(key, &aud, *lifetime) {
+                    Ok(a) => a,
+                    Err(e) => return (Err(e), None),
+                };
                 form.push(("client_id", &self.0.client_id));
                 form.push(("client_assertion_type", JWT_BEARER_ASSERTION));
                 form.push(("client_assertion", &assertion));
             }
             ClientAuth::None => form.push(("client_id", &self.0.client_id)),
         }
-        let body = serde_urlencoded::to_string(&form).map_err(|e| FetchError::Config(e.to_string()))?;
+        let body = match serde_urlencoded::to_string(&form) {
+            Ok(b) => b,
+            Err(e) => return (Err(FetchError::Config(e.to_string())), None),
+        };
         let mut rb = self
             .0
             .http
@@ -350,15 +448,37 @@ impl TokenEndpoint {
         if let Some(v) = basic {
             rb = rb.header(http::header::AUTHORIZATION, v);
         }
+        if let Some(proof) = proof {
+            match http::HeaderValue::try_from(proof) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    rb = rb.header(DPOP, v);
+                }
+                Err(_) => {
+                    return (
+                        Err(FetchError::Signing("DPoP proof is not header-safe".into())),
+                        None,
+                    );
+                }
+            }
+        }
         let sent_at = self.0.clock.now();
-        let resp = rb.send().await.map_err(map_reqwest)?;
+        let resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) => return (Err(map_reqwest(e)), None),
+        };
         let status = resp.status();
-        let bytes = read_limited(resp, self.0.max_response_bytes).await?;
-        if status.is_success() {
+        let nonce = response_nonce(resp.headers()).map(str::to_owned);
+        let bytes = match read_limited(resp, self.0.max_response_bytes).await {
+            Ok(b) => b,
+            Err(e) => return (Err(e), nonce),
+        };
+        let result = if status.is_success() {
             parse_success(&bytes, sent_at, self.0.default_lifetime)
         } else {
             Err(parse_error(status.as_u16(), &bytes))
-        }
+        };
+        (result, nonce)
     }
 
     fn assertion(&self, key: &SigningKey, aud: &str, lifetime: Duration) -> Result<String, FetchError> {
@@ -546,6 +666,7 @@ impl TokenEndpointBuilder {
             default_lifetime: self.default_lifetime.max(1),
             allow_http: self.allow_http,
             label,
+            dpop_nonce: std::sync::Mutex::new(None),
         })))
     }
 }

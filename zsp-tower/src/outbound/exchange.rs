@@ -120,7 +120,7 @@ impl TokenExchange {
             params.push(("scope", &scope));
         }
         self.endpoint
-            .request(TOKEN_EXCHANGE_GRANT, &params, req.audience())
+            .request_dpop(TOKEN_EXCHANGE_GRANT, &params, req.audience(), req.dpop())
             .await
     }
 

@@ -10,6 +10,9 @@
 //! * [`CachedTokenSource`]: keyed by (audience, sorted scopes, key thumbprint), background
 //!   refresh inside the margin, one fetch per key at a time, backoff on failure;
 //!   [`PerRequest`] for single-use APIs.
+//! * DPoP (RFC 9449): [`TokenRequest::dpop_key`] asks the token endpoint for a token bound to
+//!   a key (proof on the token request, one retry on its `use_dpop_nonce`);
+//!   [`AttachLayer::dpop`] binds every token of a layer and proves possession on each request.
 //! * [`AttachLayer`]: the tower layer; [`ReqwestService`] makes reqwest a tower service;
 //!   `AttachMiddleware` (feature `reqwest-middleware`) plugs into `reqwest-middleware`.
 //!
@@ -19,6 +22,7 @@
 pub mod attach;
 mod cache;
 mod client_credentials;
+mod dpop;
 pub(crate) mod endpoint;
 mod exchange;
 #[cfg(feature = "reqwest-middleware")]

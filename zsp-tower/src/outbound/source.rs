@@ -7,7 +7,30 @@
 use std::sync::Arc;
 
 use http::HeaderValue;
+use zsp_core::dpop::DpopKey;
 use zsp_core::{ScopeSet, UnixTime};
+
+/// A DPoP key inside a [`TokenRequest`]: compared and hashed by its thumbprint, so the cache
+/// key stays what it was (the thumbprint is also in `key_thumbprint`).
+#[derive(Clone)]
+struct BoundKey(DpopKey);
+
+impl PartialEq for BoundKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.thumbprint().as_str() == other.0.thumbprint().as_str()
+    }
+}
+impl Eq for BoundKey {}
+impl std::hash::Hash for BoundKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.thumbprint().as_str().hash(state);
+    }
+}
+impl std::fmt::Debug for BoundKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.thumbprint().as_str())
+    }
+}
 
 /// What a caller needs a token for: one audience, a set of scopes, optionally bound to a key.
 ///
@@ -18,6 +41,7 @@ pub struct TokenRequest {
     audience: Option<String>,
     scopes: ScopeSet,
     key_thumbprint: Option<String>,
+    dpop: Option<BoundKey>,
 }
 
 impl TokenRequest {
@@ -44,6 +68,17 @@ impl TokenRequest {
     pub fn key_thumbprint(mut self, jkt: impl Into<String>) -> Self {
         self.key_thumbprint = Some(jkt.into());
         self
+    }
+    /// Asks for a DPoP-bound token (RFC 9449 §5): the token endpoint request carries a proof
+    /// made with `key`, and the key's thumbprint becomes part of the cache key.
+    pub fn dpop_key(mut self, key: DpopKey) -> Self {
+        self.key_thumbprint = Some(key.thumbprint().as_str().to_owned());
+        self.dpop = Some(BoundKey(key));
+        self
+    }
+    /// The DPoP key the token is to be bound to, if any.
+    pub fn dpop(&self) -> Option<&DpopKey> {
+        self.dpop.as_ref().map(|k| &k.0)
     }
     /// The audience / resource.
     pub fn audience(&self) -> Option<&str> {

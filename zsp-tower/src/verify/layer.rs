@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::HeaderName;
 use tower_layer::Layer;
+use zsp_core::dpop::DpopVerifier;
 use zsp_core::{Denial, Verifier};
 
 use super::service::VerifyService;
@@ -23,6 +24,9 @@ pub(crate) struct Config {
     pub(crate) on_denial: Option<DenialHook>,
     pub(crate) client_ip: ClientIpFn,
     pub(crate) trusted_proxy_header: Option<HeaderName>,
+    pub(crate) dpop: Option<DpopVerifier>,
+    /// Scheme and authority clients use to reach this service, without a trailing slash.
+    pub(crate) public_url: Option<Arc<str>>,
 }
 
 /// The default peer-address lookup: a `SocketAddr` or `IpAddr` in the request extensions
@@ -50,6 +54,8 @@ impl std::fmt::Debug for VerifyLayer {
             .field("anonymous", &self.config.anonymous)
             .field("custom_denial", &self.config.on_denial.is_some())
             .field("trusted_proxy_header", &self.config.trusted_proxy_header)
+            .field("dpop", &self.config.dpop)
+            .field("public_url", &self.config.public_url)
             .finish_non_exhaustive()
     }
 }
@@ -64,6 +70,8 @@ impl VerifyLayer {
                 on_denial: None,
                 client_ip: Arc::new(default_client_ip),
                 trusted_proxy_header: None,
+                dpop: None,
+                public_url: None,
             }),
         }
     }
@@ -106,6 +114,37 @@ impl VerifyLayer {
     /// with CIDR rules deny.
     pub fn trusted_proxy_header(self, name: HeaderName) -> Self {
         self.edit(|c| c.trusted_proxy_header = Some(name))
+    }
+
+    /// Accepts DPoP (RFC 9449) next to Bearer: `Authorization: DPoP <token>` with a `DPoP`
+    /// proof header, checked by `dpop` after the token verified and before its single-use
+    /// `jti` is recorded. A DPoP-bound token sent as `Bearer` is refused (§7.2), and
+    /// [`DpopMode::Required`](zsp_core::dpop::DpopMode::Required) refuses unbound tokens.
+    /// Denials carry a `DPoP` challenge with `algs` (and the `Bearer` one unless DPoP is
+    /// required); with nonces configured every response carries a fresh `DPoP-Nonce` and a
+    /// proof without a current nonce gets 401 `use_dpop_nonce`.
+    ///
+    /// Without this option the `DPoP` scheme is refused with 400 `invalid_request`, and bound
+    /// tokens presented as `Bearer` are still refused.
+    ///
+    /// Set [`public_url`](Self::public_url) too unless clients reach the service directly.
+    pub fn dpop(self, dpop: DpopVerifier) -> Self {
+        self.edit(|c| c.dpop = Some(dpop))
+    }
+
+    /// The externally visible base URL of this service (`https://api.example.com`, or with a
+    /// path prefix a proxy strips), used to rebuild the URI a DPoP proof's `htu` must match:
+    /// base + request path. Without it the URI is `http://` + the `Host` header (or the
+    /// request URI's authority) + path, which is only right when clients connect directly
+    /// over plain HTTP, with no proxy or TLS terminator in between.
+    pub fn public_url(self, base: &str) -> Self {
+        let base: Arc<str> = Arc::from(base.trim_end_matches('/'));
+        self.edit(|c| c.public_url = Some(base))
+    }
+
+    /// The DPoP verifier, when DPoP is accepted.
+    pub fn dpop_verifier(&self) -> Option<&DpopVerifier> {
+        self.config.dpop.as_ref()
     }
 
     /// The verifier.

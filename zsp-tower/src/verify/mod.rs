@@ -5,14 +5,21 @@
 //!
 //! 1. `Authorization` and `DPoP` headers are marked sensitive, so they never reach logs that
 //!    honour [`http::HeaderValue::is_sensitive`].
-//! 2. Credentials are extracted: `Authorization: Bearer <token>` (scheme case-insensitive).
-//!    Two `Authorization` headers, an `access_token` query parameter (RFC 6750 §2.3: URLs end up
-//!    in logs) or an unknown scheme are refused with 400 `invalid_request`. The `DPoP` scheme
-//!    is recognised and, until DPoP verification lands, refused the same way — never treated
-//!    as Bearer.
+//! 2. Credentials are extracted: `Authorization: Bearer <token>`, and `Authorization: DPoP
+//!    <token>` when the layer has a [`DpopVerifier`](zsp_core::dpop::DpopVerifier)
+//!    ([`VerifyLayer::dpop`]); schemes are case-insensitive. Two `Authorization` headers, an
+//!    `access_token` query parameter (RFC 6750 §2.3: URLs end up in logs), an unknown scheme,
+//!    or the `DPoP` scheme on a layer without DPoP are refused with 400 `invalid_request` —
+//!    never downgraded to Bearer.
 //! 3. The token goes to the [`zsp_core::Verifier`] with the method, path and client address.
-//!    On success the [`zsp_core::Grant`] is inserted into the request extensions and the inner
-//!    service is called; a `Grant` already present (inserted by anything else) is removed first.
+//!    The DPoP rules run inside it, after revocation and before the replay guard
+//!    ([`zsp_core::Verifier::verify_with`]), so a request with a bad proof never burns a
+//!    single-use token: a bound token (`cnf.jkt`) needs the `DPoP` scheme and a valid proof
+//!    for this method and URI (RFC 9449 §4.3, §7.1) — as `Bearer` it is refused (§7.2), with
+//!    or without a DPoP verifier; [`DpopMode::Required`](zsp_core::dpop::DpopMode::Required)
+//!    refuses unbound tokens. On success the [`zsp_core::Grant`] is inserted into the request
+//!    extensions and the inner service is called; a `Grant` already present (inserted by
+//!    anything else) is removed first.
 //! 4. On denial the inner service is not called. The response carries the denial's status,
 //!    the RFC 6750 `WWW-Authenticate` challenge (with the policy's realm; `scope=` on
 //!    `insufficient_scope`; no `error` when no credentials were sent), `Cache-Control:
@@ -23,6 +30,76 @@
 //! Response bodies: any `ResBody: From<Bytes>` works (axum's `Body`, `http_body_util::Full`);
 //! map other body types with `tower::ServiceBuilder::map_response`. CORS preflight requests
 //! carry no credentials: put a CORS layer outside this one so it answers them first.
+//!
+//! **DPoP.** With [`VerifyLayer::dpop`], denials carry a `DPoP` challenge listing the
+//! accepted `algs`; the error (`invalid_dpop_proof`, `use_dpop_nonce`, `invalid_token`…) goes on
+//! the challenge of the scheme the client used, and in
+//! [`DpopMode::Optional`](zsp_core::dpop::DpopMode::Optional) a second `WWW-Authenticate`
+//! value offers `Bearer` (two header values, the one with the error first). With server nonces
+//! ([`DpopVerifierBuilder::require_nonces`](zsp_core::dpop::DpopVerifierBuilder::require_nonces))
+//! a proof without a current nonce gets 401 `use_dpop_nonce`, and every response — allowed or
+//! denied — carries a fresh `DPoP-Nonce`. A custom [`VerifyLayer::on_denial`] response keeps
+//! its own challenges; the `DPoP` one is appended when it has none. The URI a proof's `htu`
+//! must match is [`VerifyLayer::public_url`] + path, or `http://` + `Host` + path when unset
+//! (right only without a proxy or TLS terminator in front).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use bytes::Bytes;
+//! use http::{Method, Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use zsp_core::dpop::{DpopKey, DpopMode, DpopVerifier, NonceIssuer};
+//! use zsp_core::{testing::TestIssuer, Policy, RouteRule, Verifier};
+//! use zsp_tower::verify::VerifyLayer;
+//!
+//! let issuer = TestIssuer::es256("https://broker.example");
+//! let policy = Policy::builder()
+//!     .issuer("https://broker.example")
+//!     .audience("orders-api")
+//!     .route(RouteRule::get("/orders/{id}").all_of(["orders:read"]))
+//!     .build()
+//!     .unwrap();
+//! let verifier = Verifier::builder(policy, issuer.key_set()).build();
+//! let dpop = DpopVerifier::builder()
+//!     .mode(DpopMode::Required) // or Optional (the default): unbound bearer tokens still pass
+//!     .build()
+//!     .unwrap();
+//! let svc = ServiceBuilder::new()
+//!     .layer(VerifyLayer::new(verifier).dpop(dpop).public_url("https://api.example"))
+//!     .service_fn(|_req: Request<Full<Bytes>>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from("ok"))))
+//!     });
+//!
+//! let key = DpopKey::generate().unwrap();
+//! let token = issuer
+//!     .token("orders-api", &["orders:read"])
+//!     .jkt(key.thumbprint().as_str())
+//!     .mint()
+//!     .unwrap();
+//! let url = "https://api.example/orders/42";
+//! let proof = key.proof(&Method::GET, url, Some(&token), None).unwrap();
+//! let req = Request::get("/orders/42")
+//!     .header("authorization", format!("DPoP {token}"))
+//!     .header("dpop", proof)
+//!     .body(Full::default())
+//!     .unwrap();
+//! assert_eq!(svc.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+//!
+//! // The same token as a bearer token: refused (RFC 9449 §7.2).
+//! let req = Request::get("/orders/42")
+//!     .header("authorization", format!("Bearer {token}"))
+//!     .body(Full::default())
+//!     .unwrap();
+//! let denied = svc.oneshot(req).await.unwrap();
+//! assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(
+//!     denied.headers()["www-authenticate"],
+//!     r#"DPoP error="invalid_token", algs="ES256 EdDSA""#
+//! );
+//! # }
+//! ```
 //!
 //! **Anonymous mode.** [`VerifyLayer::allow_anonymous`] lets requests with *no* credentials
 //! through without a `Grant`; bad credentials are still denied.

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CACHE_CONTROL, HeaderValue};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, HOST, HeaderValue, WWW_AUTHENTICATE};
 use http::{HeaderMap, Request, Response};
 use tower_service::Service;
 use tracing::Instrument;
+use zsp_core::dpop::{DPOP, DPOP_NONCE, DpopMode, TokenScheme};
 use zsp_core::{AuditDecision, AuditEvent, Denial, Grant, RequestFacts};
 
 use super::future::ResponseFuture;
@@ -41,10 +42,8 @@ impl<S> VerifyService<S> {
 /// The credentials a request presents.
 enum Credential {
     Bearer(String),
-    DPoP,
+    DPoP(String),
 }
-
-static DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
 
 /// RFC 6750 §2.1 / RFC 9449 §7.1 credentials, refusing the forms RFC 6750 §5.3 and §2.3
 /// warn against: ambiguous headers and tokens in URLs (which end up in logs and caches).
@@ -71,7 +70,10 @@ fn credentials(headers: &HeaderMap, query: Option<&str>) -> Result<Option<Creden
         }
         Ok(Some(Credential::Bearer(token.to_owned())))
     } else if scheme.eq_ignore_ascii_case("dpop") {
-        Ok(Some(Credential::DPoP))
+        if token.is_empty() || token.contains(' ') {
+            return Err(Denial::InvalidRequest("malformed DPoP credentials"));
+        }
+        Ok(Some(Credential::DPoP(token.to_owned())))
     } else {
         Err(Denial::InvalidRequest("unsupported authorization scheme"))
     }
@@ -136,6 +138,14 @@ fn forwarded_ip(headers: &HeaderMap, name: &http::HeaderName) -> Option<IpAddr> 
         })
 }
 
+fn has_dpop_challenge(headers: &HeaderMap) -> bool {
+    headers.get_all(WWW_AUTHENTICATE).iter().any(|v| {
+        v.as_bytes()
+            .get(..4)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"dpop"))
+    })
+}
+
 fn mark_sensitive(headers: &mut HeaderMap) {
     for (name, value) in headers.iter_mut() {
         if name == AUTHORIZATION || name == DPOP {
@@ -144,17 +154,90 @@ fn mark_sensitive(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether a denial is about the DPoP presentation itself, so its error belongs on the
+/// `DPoP` challenge whatever scheme the request used.
+fn is_dpop_denial(denial: &Denial) -> bool {
+    matches!(
+        denial,
+        Denial::InvalidDpopProof(_) | Denial::UseDpopNonce | Denial::DpopBoundTokenAsBearer
+    )
+}
+
 impl Config {
-    fn deny<B: From<Bytes>>(&self, denial: &Denial) -> Response<B> {
+    /// `scheme` is what the request used, `None` when it sent no usable credentials.
+    fn deny<B: From<Bytes>>(&self, denial: &Denial, scheme: Option<TokenScheme>) -> Response<B> {
+        let realm = self.verifier.policy().realm();
         let mut resp = match &self.on_denial {
             Some(hook) => hook(denial),
-            None => super::denial_response(denial, self.verifier.policy().realm()),
+            None => super::denial_response(denial, realm),
         };
+        if let Some(dpop) = &self.dpop {
+            let headers = resp.headers_mut();
+            // The error goes on the challenge of the scheme the client used (RFC 9449 §7.1);
+            // the other scheme is offered bare so the client learns what else is accepted.
+            let dpop_error = scheme == Some(TokenScheme::Dpop) || is_dpop_denial(denial);
+            let bare = Denial::MissingToken;
+            let dpop_challenge = dpop
+                .challenge(if dpop_error { denial } else { &bare }, realm)
+                .and_then(|c| HeaderValue::from_str(&c).ok());
+            let bearer_challenge = (dpop.mode() == DpopMode::Optional)
+                .then(|| (if dpop_error { &bare } else { denial }).www_authenticate(realm))
+                .flatten()
+                .and_then(|c| HeaderValue::from_str(&c).ok());
+            if self.on_denial.is_none() {
+                headers.remove(WWW_AUTHENTICATE);
+                let (first, second) = if dpop_error {
+                    (dpop_challenge, bearer_challenge)
+                } else {
+                    (bearer_challenge, dpop_challenge)
+                };
+                for value in [first, second].into_iter().flatten() {
+                    headers.append(WWW_AUTHENTICATE, value);
+                }
+            } else if !has_dpop_challenge(headers)
+                && let Some(value) = dpop_challenge
+            {
+                // A custom response keeps its own challenges; the DPoP one is added because
+                // clients need it to recover (use_dpop_nonce) and to learn the algorithms.
+                headers.append(WWW_AUTHENTICATE, value);
+            }
+            self.add_nonce(headers);
+        }
         if !resp.headers().contains_key(CACHE_CONTROL) {
             resp.headers_mut()
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         resp.map(B::from)
+    }
+
+    /// A fresh `DPoP-Nonce` on every response when nonces are required, so clients stay
+    /// current without a failed request (RFC 9449 §8.2).
+    fn add_nonce(&self, headers: &mut HeaderMap) {
+        let Some(dpop) = &self.dpop else { return };
+        if let Some(value) = dpop
+            .fresh_nonce(self.verifier.now())
+            .and_then(|n| HeaderValue::from_str(&n).ok())
+        {
+            headers.insert(DPOP_NONCE, value);
+        }
+    }
+
+    /// The absolute URI the client sent this request to, without query: what a DPoP proof's
+    /// `htu` must match. Empty when it cannot be known, which no proof matches.
+    fn request_htu<B>(&self, req: &Request<B>) -> String {
+        let path = req.uri().path();
+        if let Some(base) = &self.public_url {
+            return format!("{base}{path}");
+        }
+        let host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        match host {
+            Some(host) => format!("http://{host}{path}"),
+            None => String::new(),
+        }
     }
 
     fn client_ip(&self, headers: &HeaderMap, ext: &http::Extensions) -> Option<IpAddr> {
@@ -199,10 +282,10 @@ where
                 Ok(c) => c,
                 Err(denial) => {
                     verifier.audit_denial(&denial, &facts);
-                    return Ok(config.deny(&denial));
+                    return Ok(config.deny(&denial, None));
                 }
             };
-            match credential {
+            let (scheme, token) = match credential {
                 None if config.anonymous => {
                     AuditEvent {
                         decision: AuditDecision::Allow,
@@ -217,28 +300,59 @@ where
                         elapsed_us: 0,
                     }
                     .emit();
-                    inner.call(req).await
+                    let mut resp = inner.call(req).await?;
+                    config.add_nonce(resp.headers_mut());
+                    return Ok(resp);
                 }
                 None => {
                     let denial = Denial::MissingToken;
                     verifier.audit_denial(&denial, &facts);
-                    Ok(config.deny(&denial))
+                    return Ok(config.deny(&denial, None));
                 }
-                Some(Credential::DPoP) => {
-                    // Completed by the DPoP work; until then a DPoP-scheme request is refused,
-                    // never downgraded to Bearer.
-                    let denial = Denial::InvalidRequest("DPoP scheme not supported yet");
+                Some(Credential::DPoP(_)) if config.dpop.is_none() => {
+                    // Never downgraded to Bearer: without a DPoP verifier the scheme is refused.
+                    let denial = Denial::InvalidRequest("DPoP scheme not accepted");
                     verifier.audit_denial(&denial, &facts);
-                    Ok(config.deny(&denial))
+                    return Ok(config.deny(&denial, None));
                 }
-                Some(Credential::Bearer(token)) => match verifier.verify(&token, &facts).await {
-                    Ok(grant) => {
-                        drop(token);
-                        req.extensions_mut().insert(grant);
-                        inner.call(req).await
+                Some(Credential::DPoP(token)) => (TokenScheme::Dpop, token),
+                Some(Credential::Bearer(token)) => (TokenScheme::Bearer, token),
+            };
+            let htu = match (&config.dpop, scheme) {
+                (Some(_), TokenScheme::Dpop) => config.request_htu(&req),
+                _ => String::new(),
+            };
+            let headers = req.headers();
+            let dpop = config.dpop.as_ref();
+            let now = verifier.now();
+            let method = &method;
+            let htu = &htu;
+            // The proof is checked inside the verifier, after revocation and before the replay
+            // guard, so a request with a bad proof never burns a single-use token.
+            let check = |grant: Grant| async move {
+                match dpop {
+                    Some(dpop) => dpop
+                        .verify_presentation(scheme, &grant, headers, method, htu, now)
+                        .await
+                        .map(|_| ()),
+                    // RFC 9449 §7.2 holds even where DPoP is not configured: a bound token is
+                    // worthless without its key, so it is never accepted as a bearer token.
+                    None if grant.cnf().and_then(|c| c.jkt.as_ref()).is_some() => {
+                        Err(Denial::DpopBoundTokenAsBearer)
                     }
-                    Err(denial) => Ok(config.deny(&denial)),
-                },
+                    None => Ok(()),
+                }
+            };
+            let result = verifier.verify_with(&token, &facts, check).await;
+            drop(token);
+            match result {
+                Ok(grant) => {
+                    req.extensions_mut().insert(grant);
+                    let mut resp = inner.call(req).await?;
+                    config.add_nonce(resp.headers_mut());
+                    Ok(resp)
+                }
+                Err(denial) => Ok(config.deny(&denial, Some(scheme))),
             }
         };
         ResponseFuture {
@@ -297,7 +411,9 @@ mod tests {
             );
         }
         let h = headers(&[("authorization", "DPoP x.y.z")]);
-        assert!(matches!(credentials(&h, None), Ok(Some(Credential::DPoP))));
+        assert!(matches!(credentials(&h, None), Ok(Some(Credential::DPoP(t))) if t == "x.y.z"));
+        let h = headers(&[("authorization", "DPoP")]);
+        assert!(matches!(credentials(&h, None), Err(Denial::InvalidRequest(_))));
     }
 
     proptest::proptest! {

@@ -12,6 +12,41 @@
 //! in memory (`String`, `Bytes`, `Vec<u8>`, `Full`, `Empty`, a buffered `reqwest::Body`) can,
 //! streams cannot and their 401 is returned as is. Never more than one retry.
 //!
+//! **DPoP** ([`AttachLayer::dpop`], [`AttachLayer::dpop_generated`]): token requests are bound
+//! to the layer's key (the token endpoint gets a proof, RFC 9449 §5, and the key thumbprint is
+//! part of the token cache key); every request, and every retry, gets a fresh `DPoP` proof for
+//! its method and URI with `ath` and the origin's latest `DPoP-Nonce` (learnt from any
+//! response, kept per `scheme://authority`); the token goes out as `Authorization: DPoP
+//! <token>`. Request URIs must be absolute (as they are for [`ReqwestService`](crate::outbound::ReqwestService)).
+//! On a 401 the layer still retries **once in total**: a `DPoP` challenge with
+//! `use_dpop_nonce` wins (the API checks the proof only after the token, so the token is kept
+//! and only a new proof with the nonce is made; this retry happens even with
+//! [`AttachLayer::retry_on_invalid_token`] off, as it is part of speaking DPoP); otherwise
+//! `invalid_token` drops the token and retries as above. The retry's answer is final, even if
+//! it is another 401.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use zsp_tower::outbound::{AttachLayer, CachedTokenSource, ClientCredentials, ReqwestService, TokenEndpoint, TokenRequest};
+//!
+//! let endpoint = TokenEndpoint::builder()
+//!     .issuer("https://broker.example")
+//!     .client_id("orders-client")
+//!     .client_secret_basic("s3cret")
+//!     .build()
+//!     .unwrap();
+//! let source = CachedTokenSource::builder(ClientCredentials::new(endpoint)).build();
+//! let layer = AttachLayer::new(source, TokenRequest::new("orders-api").scopes(["orders:read"]))
+//!     .dpop_generated() // or .dpop(DpopKey) to bring your own key
+//!     .unwrap();
+//! let client = tower::ServiceBuilder::new()
+//!     .layer(layer)
+//!     .service(ReqwestService::new(reqwest::Client::new()));
+//! # let _ = client;
+//! # }
+//! ```
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {

@@ -8,9 +8,12 @@ use http::{Request, Response, StatusCode, header};
 use tower::ServiceExt;
 use tower_service::Service;
 
+use zsp_core::dpop::{DPOP, is_use_dpop_nonce};
+
 use super::future::ResponseFuture;
 use super::layer::Resolver;
-use crate::outbound::source::{FetchError, TokenRequest, TokenSource};
+use crate::outbound::dpop::{DpopState, origin, proof_header};
+use crate::outbound::source::{AccessToken, FetchError, TokenRequest, TokenSource, TokenType};
 
 /// A request body that can be sent again, if it can. The retry after a 401 `invalid_token`
 /// needs a second copy of the body; bodies that return `None` are sent once and their 401 is
@@ -87,9 +90,59 @@ pub(crate) struct Shared {
     pub(crate) fixed: Option<Arc<TokenRequest>>,
     pub(crate) resolver: Option<Resolver>,
     pub(crate) retry: bool,
+    pub(crate) dpop: Option<DpopState>,
 }
 
 impl Shared {
+    /// The token request, bound to the layer's DPoP key unless it names its own key.
+    fn resolve_bound(&self, parts: &http::request::Parts) -> Result<Arc<TokenRequest>, FetchError> {
+        let treq = self.resolve(parts)?;
+        match &self.dpop {
+            Some(d) if treq.dpop().is_none() => Ok(Arc::new((*treq).clone().dpop_key(d.key().clone()))),
+            _ => Ok(treq),
+        }
+    }
+
+    /// Sets `Authorization` and, for a DPoP token, a fresh proof for this request (with the
+    /// origin's latest nonce). Returns whether a proof was sent.
+    fn authorize(
+        &self,
+        parts: &mut http::request::Parts,
+        treq: &TokenRequest,
+        token: &AccessToken,
+    ) -> Result<bool, FetchError> {
+        parts
+            .headers
+            .insert(header::AUTHORIZATION, token.authorization().clone());
+        parts.headers.remove(DPOP);
+        if *token.token_type() != TokenType::DPoP {
+            return Ok(false);
+        }
+        // A DPoP token is worthless without its key's proof: fail here, not at the API.
+        let key = treq
+            .dpop()
+            .ok_or_else(|| FetchError::Config("DPoP token but no DPoP key configured".into()))?;
+        let nonce = match (&self.dpop, origin(&parts.uri)) {
+            (Some(d), Some(o)) => d.nonce(&o),
+            _ => None,
+        };
+        let value = proof_header(
+            key,
+            &parts.method,
+            &parts.uri.to_string(),
+            token,
+            nonce.as_deref(),
+        )?;
+        parts.headers.insert(DPOP, value);
+        Ok(true)
+    }
+
+    fn remember_nonce(&self, uri: &http::Uri, headers: &http::HeaderMap) {
+        if let (Some(d), Some(o)) = (&self.dpop, origin(uri)) {
+            d.remember(&o, headers);
+        }
+    }
+
     fn resolve(&self, parts: &http::request::Parts) -> Result<Arc<TokenRequest>, FetchError> {
         if let Some(r) = parts.extensions.get::<TokenRequest>() {
             return Ok(Arc::new(r.clone()));
@@ -194,44 +247,64 @@ where
     B: ReplayBody,
 {
     let (mut parts, body) = req.into_parts();
-    let treq = shared.resolve(&parts).map_err(AttachError::Token)?;
+    let treq = shared.resolve_bound(&parts).map_err(AttachError::Token)?;
     let token = shared.source.token(&treq).await.map_err(AttachError::Token)?;
-    let replay = if shared.retry {
+    // The nonce retry is part of speaking DPoP, so it does not depend on `retry`.
+    let replay = if shared.retry || shared.dpop.is_some() {
         body.try_replay().map(|b| (copy_parts(&parts), b))
     } else {
         None
     };
-    parts
-        .headers
-        .insert(header::AUTHORIZATION, token.authorization().clone());
+    let sent_proof = shared
+        .authorize(&mut parts, &treq, &token)
+        .map_err(AttachError::Token)?;
+    let uri = parts.uri.clone();
     let resp = inner
         .call(Request::from_parts(parts, body))
         .await
         .map_err(AttachError::Service)?;
-    if resp.status() != StatusCode::UNAUTHORIZED || !is_invalid_token(resp.headers()) {
+    shared.remember_nonce(&uri, resp.headers());
+    if resp.status() != StatusCode::UNAUTHORIZED {
+        return Ok(resp);
+    }
+    // One retry in total. A use_dpop_nonce challenge comes first: the token itself passed
+    // (the API checks the proof only after the token), so the retry keeps the token and only
+    // makes a new proof with the nonce just remembered. Otherwise invalid_token drops the
+    // token and retries with a fresh one (and a fresh proof). Whatever the retry answers is
+    // final.
+    let nonce_retry = sent_proof && is_use_dpop_nonce(resp.headers());
+    let token_retry = !nonce_retry && shared.retry && is_invalid_token(resp.headers());
+    if !nonce_retry && !token_retry {
         return Ok(resp);
     }
     let Some((mut parts, body)) = replay else {
-        tracing::debug!(source = %shared.source.id(), "401 invalid_token; body not replayable, not retried");
+        tracing::debug!(source = %shared.source.id(), "401; body not replayable, not retried");
         return Ok(resp);
     };
-    tracing::info!(
-        source = %shared.source.id(),
-        audience = treq.audience().unwrap_or(""),
-        rejected = %token.fingerprint(),
-        "401 invalid_token: dropping the token and retrying once"
-    );
-    shared.source.invalidate(&treq, &token).await;
-    let fresh = shared.source.token(&treq).await.map_err(AttachError::Token)?;
-    parts
-        .headers
-        .insert(header::AUTHORIZATION, fresh.authorization().clone());
+    let token = if nonce_retry {
+        tracing::debug!(source = %shared.source.id(), "401 use_dpop_nonce: retrying once with the nonce");
+        token
+    } else {
+        tracing::info!(
+            source = %shared.source.id(),
+            audience = treq.audience().unwrap_or(""),
+            rejected = %token.fingerprint(),
+            "401 invalid_token: dropping the token and retrying once"
+        );
+        shared.source.invalidate(&treq, &token).await;
+        shared.source.token(&treq).await.map_err(AttachError::Token)?
+    };
+    shared
+        .authorize(&mut parts, &treq, &token)
+        .map_err(AttachError::Token)?;
     // The first call consumed readiness; the retry must wait for it again.
     let ready = inner.ready().await.map_err(AttachError::Service)?;
-    ready
+    let resp = ready
         .call(Request::from_parts(parts, body))
         .await
-        .map_err(AttachError::Service)
+        .map_err(AttachError::Service)?;
+    shared.remember_nonce(&uri, resp.headers());
+    Ok(resp)
 }
 
 #[cfg(test)]
@@ -364,5 +437,118 @@ mod tests {
             http_body_util::BodyExt::boxed(http_body_util::Full::new(Bytes::from_static(b"x")));
         assert!(b.try_replay().is_none());
         assert!(reqwest::Body::from("abc").try_replay().is_some());
+    }
+
+    /// A DPoP token source and an API that first wants a nonce, then (for body "expire")
+    /// rejects the token: the one retry goes to the nonce, the token refusal is final.
+    struct DpopSource(Mutex<usize>);
+
+    #[async_trait::async_trait]
+    impl TokenSource for Arc<DpopSource> {
+        async fn token(&self, req: &TokenRequest) -> Result<AccessToken, FetchError> {
+            assert!(req.dpop().is_some(), "the layer binds the request to its key");
+            *self.0.lock().unwrap() += 1;
+            AccessToken::new("dpop-token", TokenType::DPoP, 0, u64::MAX, None)
+        }
+    }
+
+    /// (Authorization, proof nonce) of each call the API saw.
+    type Calls = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+    fn nonce_api(
+        calls: Calls,
+    ) -> impl Service<
+        Request<String>,
+        Response = Response<String>,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone {
+        tower::service_fn(move |req: Request<String>| {
+            let calls = Arc::clone(&calls);
+            async move {
+                let auth = req.headers()[header::AUTHORIZATION].to_str().unwrap().to_owned();
+                let proof = req.headers()[DPOP].to_str().unwrap().to_owned();
+                let payload = proof.split('.').nth(1).unwrap();
+                let claims: serde_json::Value =
+                    serde_json::from_slice(&zsp_core::b64::decode(payload).unwrap()).unwrap();
+                let nonce = claims["nonce"].as_str().map(str::to_owned);
+                calls.lock().unwrap().push((auth, nonce.clone()));
+                let mut resp = Response::new(String::new());
+                resp.headers_mut().insert("dpop-nonce", "n-1".parse().unwrap());
+                let challenge = match (nonce.as_deref(), req.body().as_str()) {
+                    (None, _) => Some("DPoP error=\"use_dpop_nonce\", algs=\"ES256\""),
+                    (Some(_), "expire") => Some("DPoP error=\"invalid_token\", algs=\"ES256\""),
+                    _ => None,
+                };
+                if let Some(c) = challenge {
+                    *resp.status_mut() = StatusCode::UNAUTHORIZED;
+                    resp.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, c.parse().unwrap());
+                }
+                Ok(resp)
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn rfc9449_8_use_dpop_nonce_is_retried_once_and_the_nonce_is_remembered() {
+        let src = Arc::new(DpopSource(Mutex::new(0)));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let key = zsp_core::dpop::DpopKey::generate().unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(AttachLayer::new(Arc::clone(&src), TokenRequest::new("a")).dpop(key))
+            .service(nonce_api(Arc::clone(&calls)));
+        let url = "http://api.example/orders";
+        let resp = svc
+            .clone()
+            .oneshot(Request::get(url).body(String::new()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        {
+            let c = calls.lock().unwrap();
+            assert_eq!(c.len(), 2);
+            assert_eq!(c[0], ("DPoP dpop-token".to_owned(), None));
+            assert_eq!(c[1].1.as_deref(), Some("n-1"), "the retry carries the nonce");
+        }
+        // The nonce is remembered for the origin: the next request needs no retry.
+        let resp = svc
+            .clone()
+            .oneshot(Request::get(url).body(String::new()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(calls.lock().unwrap().len(), 3);
+        // Another origin gets no nonce of this one.
+        svc.clone()
+            .oneshot(
+                Request::get("http://other.example/x")
+                    .body(String::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(calls.lock().unwrap()[3].1, None);
+        assert_eq!(*src.0.lock().unwrap(), 3, "no refetch for nonce retries");
+    }
+
+    #[tokio::test]
+    async fn one_retry_in_total_when_a_nonce_retry_meets_invalid_token() {
+        let src = Arc::new(DpopSource(Mutex::new(0)));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let key = zsp_core::dpop::DpopKey::generate().unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(AttachLayer::new(Arc::clone(&src), TokenRequest::new("a")).dpop(key))
+            .service(nonce_api(Arc::clone(&calls)));
+        let resp = svc
+            .oneshot(
+                Request::get("http://api.example/orders")
+                    .body("expire".to_owned())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "the retry's answer is final");
+        assert_eq!(calls.lock().unwrap().len(), 2);
     }
 }
