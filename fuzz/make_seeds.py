@@ -93,6 +93,10 @@ write("authorization", "dpop_scheme", b"DPoP $TOKEN" + SEP + b"" + SEP + b"eyJ0e
 write("authorization", "deny_basic", b"Basic dXNlcjpwYXNz")
 write("authorization", "deny_empty_bearer", b"Bearer ")
 write("authorization", "no_header_query_only", SEP + b"access_token=abc")
+# Fuzzer find (a harness false positive, kept as a regression seed): a parameter whose name
+# merely ends in access_token is not a token in the query, so the request is allowed.
+write("authorization", "valid_access_token_suffix_in_query_name",
+      b"Bearer $TOKEN" + SEP + b"akcesaccess_token=\xefss%5Ftx&a=b")
 
 # --- policy: JSON and TOML policy files, and broker policies.
 write("policy", "valid_json", j({"issuers": ["https://fuzz.test"], "audience": "api", "algorithms": ["ES256", "EdDSA"],
