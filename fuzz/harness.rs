@@ -509,6 +509,9 @@ pub fn policy_file(data: &[u8]) -> bool {
     for cfg in json.iter().chain(toml.iter()) {
         let Ok(policy) = cfg.build() else { continue };
         accepted = true;
+        // No configuration turns tokens into standing credentials.
+        assert!(policy.leeway_secs() <= 300, "unbounded leeway accepted");
+        assert!((1..=86_400).contains(&policy.max_lifetime_secs()));
         for (m, p) in [
             (Method::GET, "/r"),
             (Method::POST, "/orders/1"),

@@ -107,9 +107,13 @@ write("policy", "valid_json", j({"issuers": ["https://fuzz.test"], "audience": "
     "default_route": {"path": "/{*rest}"}, "client_cidrs": {"c": ["192.168.0.0/16"]}}))
 write("policy", "deny_json_extremes", j({"issuers": ["https://fuzz.test"], "audience": "api", "max_lifetime_secs": 18446744073709551615,
     "leeway_secs": 18446744073709551615, "max_token_bytes": 0, "routes": [{"path": "/{*a}/{b}"}]}))
-write("policy", "valid_toml", b'''issuers = ["https://fuzz.test"]
+write("policy", "deny_toml_unbounded_leeway", b'''issuers = ["https://fuzz.test"]
 audience = "api"
 leeway_secs = 18446744073709551615
+''')
+write("policy", "valid_toml", b'''issuers = ["https://fuzz.test"]
+audience = "api"
+leeway_secs = 300
 
 [[routes]]
 method = "get"
