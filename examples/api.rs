@@ -18,6 +18,7 @@
 //! | `ZSP_REQUIRE_TYP` | `at+jwt` to require RFC 9068 typed tokens | unset: `at+jwt`, `application/at+jwt`, `JWT` |
 //! | `ZSP_SINGLE_USE` | `writes`: POST and DELETE tokens are single-use; `all`: every token | `writes` |
 //! | `ZSP_PUBLIC_URL` | externally visible base URL (DPoP `htu`) | `http://` + listen address |
+//! | `ZSP_DPOP` | `optional`: DPoP-bound tokens need a valid proof, unbound bearer tokens are accepted; `required`: only DPoP-bound tokens | `optional` |
 //!
 //! Routes: `GET /health` (no auth); `GET /orders`, `GET /orders/{id}` (scope `orders:read`);
 //! `POST /orders` (scope `orders:write`, single use, 201); `DELETE /orders/{id}` (scope
@@ -34,6 +35,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use orders_api::ApiSettings;
+use zsp::core::dpop::{DpopMode, DpopVerifier};
 use zsp::core::{Algorithm, RemoteJwks, Verifier};
 
 fn env(name: &str) -> Option<String> {
@@ -114,9 +116,25 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("bind {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let _public_url = env("ZSP_PUBLIC_URL").unwrap_or_else(|| format!("http://{addr}"));
+    let mode = match env("ZSP_DPOP").as_deref() {
+        None | Some("optional") => DpopMode::Optional,
+        Some("required") => DpopMode::Required,
+        Some(other) => return Err(format!("ZSP_DPOP must be optional or required, not {other}")),
+    };
+    let dpop = DpopVerifier::builder()
+        .mode(mode)
+        .build()
+        .map_err(|e| format!("DPoP: {e}"))?;
+    let mut layer = zsp::axum::extract::verify_layer(verifier).dpop(dpop);
+    match env("ZSP_PUBLIC_URL") {
+        Some(url) => layer = layer.public_url(&url),
+        // A wildcard bind has no single address clients use; the Host header is the best
+        // guess then.
+        None if !addr.ip().is_unspecified() => layer = layer.public_url(&format!("http://{addr}")),
+        None => {}
+    }
 
-    let app = orders_api::app(verifier);
+    let app = orders_api::app(layer);
 
     println!("listening on {addr}");
     tracing::info!(%addr, %issuer, %audience, "api ready");

@@ -19,6 +19,7 @@
 //! | `ZSP_CLIENT_KEY` | a PEM or private JWK file for `private_key_jwt`, instead of a secret |
 //! | `ZSP_AUDIENCE` | the API's audience, sent as `resource` |
 //! | `ZSP_SCOPE` | space-separated scopes to request |
+//! | `ZSP_DPOP` | `1`: DPoP-bound tokens (RFC 9449) with a per-process key and a proof per request |
 //!
 //! Arguments: `METHOD URL [COUNT]` (COUNT defaults to 1). Prints one line per response on
 //! stdout, beginning with its status (e.g. `200 OK`), then `token fetches: N`. Logs go to
@@ -101,8 +102,12 @@ async fn run() -> Result<bool, String> {
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| e.to_string())?;
+    let mut layer = AttachLayer::new(tokens.clone(), request);
+    if matches!(env("ZSP_DPOP").as_deref(), Some("1" | "true" | "yes")) {
+        layer = layer.dpop_generated().map_err(|e| format!("DPoP key: {e}"))?;
+    }
     let mut client = ServiceBuilder::new()
-        .layer(AttachLayer::new(tokens.clone(), request))
+        .layer(layer)
         .service(ReqwestService::new(http));
 
     let mut all_ok = true;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tower::{Service, ServiceBuilder, ServiceExt};
 use zsp::axum::broker::{Broker, BrokerPolicy, ClientPolicy};
+use zsp::core::dpop::{DpopKey, DpopMode, DpopVerifier};
 use zsp::core::{MemoryRevocation, MintRequest, Minter, RemoteJwks, SigningKey, Verifier};
 use zsp::tower::outbound::{
     AttachLayer, CachedTokenSource, ClientCredentials, ReqwestService, TokenEndpoint, TokenRequest,
@@ -76,7 +77,11 @@ async fn main() -> Result<(), Error> {
     let verifier = Verifier::builder(settings.policy()?, Arc::new(jwks))
         .revocation(revocations.clone())
         .build();
-    tokio::spawn(serve(api_listener, orders_api::app(verifier)));
+    let dpop = DpopVerifier::builder().mode(DpopMode::Optional).build()?;
+    let layer = zsp::axum::extract::verify_layer(verifier)
+        .dpop(dpop)
+        .public_url(&api);
+    tokio::spawn(serve(api_listener, orders_api::app(layer)));
     println!("api      {api}  (GET needs orders:read, POST orders:write once, DELETE orders:admin)");
 
     // 3. The client: no stored API key, only a way to ask the broker for short-lived tokens.
@@ -211,6 +216,36 @@ async fn main() -> Result<(), Error> {
         .await?;
     n.check(
         "a token that expired two minutes ago",
+        resp.status().as_u16(),
+        401,
+        "",
+    );
+
+    // Sender-constrained: a DPoP-bound token is useless without the client's private key.
+    let key = DpopKey::generate()?;
+    let bound_req = read.clone().dpop_key(key.clone());
+    let mut dpop_client = ServiceBuilder::new()
+        .layer(AttachLayer::new(tokens.clone(), read.clone()).dpop(key))
+        .service(ReqwestService::new(http.clone()));
+    let req = http::Request::get(format!("{api}/orders")).body(reqwest::Body::from(Vec::new()))?;
+    let resp = ServiceExt::<http::Request<reqwest::Body>>::ready(&mut dpop_client)
+        .await?
+        .call(req)
+        .await?;
+    n.check(
+        "DPoP-bound token with a fresh proof per request",
+        resp.status().as_u16(),
+        200,
+        "",
+    );
+    let stolen = tokens.token(&bound_req).await?;
+    let resp = http
+        .get(format!("{api}/orders"))
+        .header("authorization", format!("Bearer {}", stolen.secret()))
+        .send()
+        .await?;
+    n.check(
+        "that bound token stolen and replayed without the key",
         resp.status().as_u16(),
         401,
         "",

@@ -377,27 +377,7 @@ async fn api_example_verifies_tokens_from_an_independent_issuer() {
     let jwks_url =
         serve(Router::new().route("/keys", get(move || async move { axum::Json(jwks_doc) }))).await;
 
-    let mut child = tokio::process::Command::new(api_bin)
-        .env("ZSP_LISTEN", "127.0.0.1:0")
-        .env("ZSP_ISSUER", "https://idp.independent.test")
-        .env("ZSP_AUDIENCE", "orders-api")
-        .env("ZSP_JWKS_URL", format!("{jwks_url}/keys"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .strip_prefix("listening on ")
-        .expect("first stdout line is `listening on ADDR`")
-        .to_owned();
+    let (mut child, addr) = spawn_api(&api_bin, &jwks_url, &[]).await;
     let base = format!("http://{addr}");
     let http = reqwest::Client::new();
 
@@ -471,6 +451,96 @@ async fn api_example_verifies_tokens_from_an_independent_issuer() {
             .await
             .unwrap()
             .status(),
+        401
+    );
+    child.kill().await.ok();
+}
+
+async fn spawn_api(
+    bin: &std::path::Path,
+    jwks_url: &str,
+    extra: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.env("ZSP_LISTEN", "127.0.0.1:0")
+        .env("ZSP_ISSUER", "https://idp.independent.test")
+        .env("ZSP_AUDIENCE", "orders-api")
+        .env("ZSP_JWKS_URL", format!("{jwks_url}/keys"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .strip_prefix("listening on ")
+        .expect("first stdout line is `listening on ADDR`")
+        .to_owned();
+    (child, addr)
+}
+
+/// `ZSP_DPOP=required`: only DPoP-bound tokens with a valid proof for this very request.
+#[tokio::test]
+async fn api_example_with_dpop_required_accepts_only_bound_tokens_with_proofs() {
+    let Some(api_bin) = example_binary("api") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the api example binary was not built"
+        );
+        return;
+    };
+    let issuer = TestIssuer::es256("https://idp.independent.test");
+    let jwks_doc = issuer.jwks();
+    let jwks_url =
+        serve(Router::new().route("/keys", get(move || async move { axum::Json(jwks_doc) }))).await;
+    let (mut child, addr) = spawn_api(&api_bin, &jwks_url, &[("ZSP_DPOP", "required")]).await;
+    let url = format!("http://{addr}/orders");
+    let http = reqwest::Client::new();
+
+    let bearer = issuer.token("orders-api", &["orders:read"]).mint().unwrap();
+    let resp = http.get(&url).bearer_auth(&bearer).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(
+        resp.headers()
+            .get_all("www-authenticate")
+            .iter()
+            .any(|v| v.to_str().unwrap().starts_with("DPoP"))
+    );
+
+    let key = zsp::core::dpop::DpopKey::generate().unwrap();
+    let bound = issuer
+        .token("orders-api", &["orders:read"])
+        .jkt(key.thumbprint().as_str())
+        .mint()
+        .unwrap();
+    let proof = key.proof(&http::Method::GET, &url, Some(&bound), None).unwrap();
+    let resp = http
+        .get(&url)
+        .header("authorization", format!("DPoP {bound}"))
+        .header("dpop", &proof)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The same proof again, or the bound token as Bearer: refused.
+    let again = http
+        .get(&url)
+        .header("authorization", format!("DPoP {bound}"))
+        .header("dpop", &proof)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 401);
+    assert_eq!(
+        http.get(&url).bearer_auth(&bound).send().await.unwrap().status(),
         401
     );
     child.kill().await.ok();

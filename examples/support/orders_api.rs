@@ -9,8 +9,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 use tower::Layer;
-use zsp::axum::extract::{Auth, verify_layer};
-use zsp::core::{Algorithm, Policy, PolicyError, RouteRule, Verifier};
+use zsp::axum::extract::Auth;
+use zsp::core::{Algorithm, Policy, PolicyError, RouteRule};
+use zsp::tower::VerifyLayer;
 
 /// The settings of the orders API (the `api` example reads them from `ZSP_*` variables).
 pub struct ApiSettings {
@@ -88,12 +89,13 @@ async fn delete(Auth(_grant): Auth, Path(_id): Path<String>) -> StatusCode {
 
 /// `/health` is open; everything else goes through the verify layer, which wraps the whole
 /// orders router (its 404/405 answers included), so a request without a valid token is
-/// refused before routing.
-pub fn app(verifier: Verifier) -> Router {
+/// refused before routing. Build the layer with `zsp::axum::extract::verify_layer`, so it sees
+/// the client's address.
+pub fn app(layer: VerifyLayer) -> Router {
     let orders = Router::new()
         .route("/orders", get(list).post(create))
         .route("/orders/{id}", get(one).delete(delete));
-    let protected = verify_layer(verifier).layer(orders);
+    let protected = layer.layer(orders);
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .fallback_service(protected)
