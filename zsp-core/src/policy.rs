@@ -34,6 +34,10 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// The longest `max_lifetime` a policy may configure.
 pub const MAX_CONFIGURABLE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The largest leeway a policy may configure. Leeway extends every token past its `exp`: an
+/// unbounded one (a typo in a policy file, `u64::MAX`) would silently turn every token into a
+/// standing credential, so it is capped at five minutes, the default lifetime cap.
+pub const MAX_CONFIGURABLE_LEEWAY: Duration = Duration::from_secs(300);
 
 /// Why a policy could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +58,9 @@ pub enum PolicyError {
     /// `max_lifetime` is zero or above 24 h.
     #[error("max_lifetime must be between 1 s and 24 h")]
     InvalidLifetime,
+    /// The leeway is above [`MAX_CONFIGURABLE_LEEWAY`].
+    #[error("leeway must be at most 300 s")]
+    InvalidLeeway,
     /// `max_token_bytes` is out of range.
     #[error("max_token_bytes must be between 256 and 65536")]
     InvalidTokenSize,
@@ -540,7 +547,7 @@ impl PolicyBuilder {
         self.max_lifetime = d;
         self
     }
-    /// Clock-skew allowance (default 10 s).
+    /// Clock-skew allowance (default 10 s, at most [`MAX_CONFIGURABLE_LEEWAY`]).
     pub fn leeway(mut self, d: Duration) -> Self {
         self.leeway = d;
         self
@@ -605,6 +612,9 @@ impl PolicyBuilder {
         }
         if self.max_lifetime.as_secs() == 0 || self.max_lifetime > MAX_CONFIGURABLE_LIFETIME {
             return Err(PolicyError::InvalidLifetime);
+        }
+        if self.leeway > MAX_CONFIGURABLE_LEEWAY {
+            return Err(PolicyError::InvalidLeeway);
         }
         if !(256..=65536).contains(&self.max_token_bytes) {
             return Err(PolicyError::InvalidTokenSize);
@@ -781,6 +791,30 @@ mod tests {
 
     fn base() -> PolicyBuilder {
         Policy::builder().issuer("i").audience("a")
+    }
+
+    /// Leeway extends every token past `exp`; `exp + u64::MAX` saturates, so an unbounded
+    /// leeway from a policy file would accept expired tokens forever. Found while writing the
+    /// policy fuzz target (HARDENING.md), whose harness now asserts the bound.
+    #[test]
+    fn unbounded_leeway_is_refused() {
+        assert_eq!(
+            base().leeway(Duration::from_secs(u64::MAX)).build().unwrap_err(),
+            PolicyError::InvalidLeeway
+        );
+        assert_eq!(
+            base()
+                .leeway(MAX_CONFIGURABLE_LEEWAY + Duration::from_secs(1))
+                .build()
+                .unwrap_err(),
+            PolicyError::InvalidLeeway
+        );
+        assert!(base().leeway(MAX_CONFIGURABLE_LEEWAY).build().is_ok());
+        let cfg: PolicyConfig = serde_json::from_str(
+            r#"{"issuers": ["i"], "audience": "a", "leeway_secs": 18446744073709551615}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.build().unwrap_err(), PolicyError::InvalidLeeway);
     }
 
     #[test]

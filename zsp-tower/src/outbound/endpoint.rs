@@ -753,7 +753,11 @@ struct SuccessBody {
     scope: Option<String>,
 }
 
-fn parse_success(bytes: &[u8], received_at: u64, default_lifetime: u64) -> Result<AccessToken, FetchError> {
+pub(crate) fn parse_success(
+    bytes: &[u8],
+    received_at: u64,
+    default_lifetime: u64,
+) -> Result<AccessToken, FetchError> {
     let body: SuccessBody = serde_json::from_slice(bytes)
         .map_err(|e| FetchError::Malformed(format!("not a token response: {e}")))?;
     let token_type = TokenType::parse(&body.token_type).ok_or_else(|| {
@@ -784,7 +788,7 @@ fn parse_success(bytes: &[u8], received_at: u64, default_lifetime: u64) -> Resul
     )
 }
 
-fn parse_error(status: u16, bytes: &[u8]) -> FetchError {
+pub(crate) fn parse_error(status: u16, bytes: &[u8]) -> FetchError {
     #[derive(Deserialize)]
     struct ErrorBody {
         error: String,

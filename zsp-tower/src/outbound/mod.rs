@@ -23,7 +23,7 @@ pub mod attach;
 mod cache;
 mod client_credentials;
 mod dpop;
-mod endpoint;
+pub(crate) mod endpoint;
 mod exchange;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
