@@ -901,6 +901,7 @@ fn logs() -> &'static Captured {
         let buf = Captured::default();
         let writer = buf.clone();
         let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
             .with_max_level(tracing::Level::TRACE)
             .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
             .with_writer(move || writer.clone())
