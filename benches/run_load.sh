@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmarks behind BENCHMARKS.md and prints what the write-up needs.
 #
-#   benches/run_load.sh            # load bench only (one command: cargo bench --bench load)
+#   benches/run_load.sh            # load bench only (one command: cargo bench --manifest-path loadbench/Cargo.toml)
 #   benches/run_load.sh --all      # plus the interleaved verify ratios and the criterion suites,
 #                                  # then a table of the criterion medians
 #
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "== $(date -u '+%F %T UTC') load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-cargo bench --bench load
+cargo bench --manifest-path loadbench/Cargo.toml
 echo "== $(date -u '+%F %T UTC') load after load bench: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [[ "${1:-}" == "--all" ]]; then

@@ -3,9 +3,9 @@
 //! to one core and the load generator to the other.
 //!
 //! ```text
-//! cargo bench --bench load
-//! ZSP_LOAD_SECS=3 ZSP_LOAD_ROUNDS=5 ZSP_LOAD_CONNS=32 cargo bench --bench load
-//! ZSP_LOAD_VARIANTS=1,4,7 ZSP_LOAD_SECS=1 ZSP_LOAD_ROUNDS=2 cargo bench --bench load   # smoke
+//! cargo bench --manifest-path loadbench/Cargo.toml
+//! ZSP_LOAD_SECS=3 ZSP_LOAD_ROUNDS=5 ZSP_LOAD_CONNS=32 cargo bench --manifest-path loadbench/Cargo.toml
+//! ZSP_LOAD_VARIANTS=1,4,7 ZSP_LOAD_SECS=1 ZSP_LOAD_ROUNDS=2 cargo bench --manifest-path loadbench/Cargo.toml  # smoke
 //! ```
 //!
 //! Variants: (1) no auth; (2) a hand-written jsonwebtoken 11 middleware (aws-lc-rs backend,
@@ -143,7 +143,9 @@ fn launcher_main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !args.iter().any(|a| a == "--bench") {
         // `cargo test --benches` runs bench targets without `--bench`: do nothing there.
-        println!("load bench: run it with `cargo bench --bench load` (skipped outside cargo bench)");
+        println!(
+            "load bench: run it with `cargo bench --manifest-path loadbench/Cargo.toml` (skipped outside cargo bench)"
+        );
         return;
     }
     let exe = std::env::current_exe().expect("current exe");
