@@ -82,9 +82,48 @@ pub struct CacheStats {
     pub fast_failures: u64,
 }
 
+/// The slots per token request: a read-mostly map, so a hit costs one shared lock and one hash
+/// (a general-purpose cache's admission and housekeeping cost more than the rest of a hit).
+/// Bounded: when full, slots holding no token are dropped first, then everything; dropping
+/// is always safe here, it only costs a fetch.
+struct Slots {
+    map: std::sync::RwLock<std::collections::HashMap<TokenRequest, Arc<Slot>>>,
+    max: usize,
+}
+
+impl Slots {
+    fn get(&self, req: &TokenRequest) -> Option<Arc<Slot>> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(req)
+            .cloned()
+    }
+
+    fn get_or_insert(&self, req: &TokenRequest) -> Arc<Slot> {
+        if let Some(slot) = self.get(req) {
+            return slot;
+        }
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if !map.contains_key(req) && map.len() >= self.max {
+            map.retain(|_, slot| slot.state().token.is_some());
+            if map.len() >= self.max {
+                map.clear();
+            }
+        }
+        map.entry(req.clone())
+            .or_insert_with(|| Arc::new(Slot::default()))
+            .clone()
+    }
+
+    fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
 struct Inner<S> {
     source: S,
-    slots: moka::sync::Cache<TokenRequest, Arc<Slot>>,
+    slots: Slots,
     clock: Arc<dyn Clock>,
     margin_percent: u64,
     min_margin: u64,
@@ -122,7 +161,7 @@ impl<S: TokenSource> std::fmt::Debug for CachedTokenSource<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachedTokenSource")
             .field("source", &self.inner.source.id())
-            .field("entries", &self.inner.slots.entry_count())
+            .field("entries", &self.inner.slots.len())
             .finish_non_exhaustive()
     }
 }
@@ -169,11 +208,10 @@ impl<S: TokenSource> CachedTokenSourceBuilder<S> {
         CachedTokenSource {
             inner: Arc::new(Inner {
                 source: self.source,
-                slots: moka::sync::Cache::builder()
-                    .max_capacity(self.max_entries)
-                    // A slot unused for a while holds at most an expired token.
-                    .time_to_idle(Duration::from_secs(3600))
-                    .build(),
+                slots: Slots {
+                    map: Default::default(),
+                    max: usize::try_from(self.max_entries).unwrap_or(usize::MAX),
+                },
                 clock: self.clock,
                 margin_percent: self.margin_percent,
                 min_margin: self.min_margin,
@@ -371,7 +409,7 @@ impl<S: TokenSource> Inner<S> {
 impl<S: TokenSource> TokenSource for CachedTokenSource<S> {
     async fn token(&self, req: &TokenRequest) -> Result<AccessToken, FetchError> {
         let inner = &self.inner;
-        let slot = inner.slots.get_with_by_ref(req, || Arc::new(Slot::default()));
+        let slot = inner.slots.get_or_insert(req);
         match inner.lookup(&slot, req, true) {
             Lookup::Hit(t) => {
                 inner.counters.hits.fetch_add(1, Ordering::Relaxed);
@@ -452,6 +490,25 @@ mod tests {
     use super::*;
     use crate::outbound::TokenType;
     use zsp_core::ManualClock;
+
+    #[test]
+    fn slot_map_is_bounded_and_keeps_live_slots_first() {
+        let slots = Slots {
+            map: Default::default(),
+            max: 4,
+        };
+        let live = TokenRequest::new("live");
+        let slot = slots.get_or_insert(&live);
+        slot.state().token = Some(AccessToken::new("t", TokenType::Bearer, 0, u64::MAX, None).unwrap());
+        for i in 0..3 {
+            slots.get_or_insert(&TokenRequest::new(format!("a{i}")));
+        }
+        assert_eq!(slots.len(), 4);
+        // Full: the tokenless slots go, the live one stays.
+        slots.get_or_insert(&TokenRequest::new("new"));
+        assert_eq!(slots.len(), 2);
+        assert!(Arc::ptr_eq(&slots.get(&live).unwrap(), &slot));
+    }
 
     #[derive(Debug)]
     struct Fake {
