@@ -1,103 +1,209 @@
 //! What a verified request is allowed to do: the handler's view of the token.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 
 use crate::claims::{Actor, Audience, Claims, Confirmation, ScopeSet};
+use crate::claims_view::{ClaimsView, Text};
 use crate::clock::UnixTime;
 
-struct Inner {
-    claims: Claims,
-    scopes: ScopeSet,
-    payload: Vec<u8>,
-    route: Option<Arc<str>>,
-    token: Arc<str>,
+/// What the verifier read from the payload and a handler needs on every request: kept as
+/// ranges of the payload, so building a grant copies no strings. Everything else is parsed
+/// from the payload on first use.
+#[derive(Default)]
+pub(crate) struct Fields {
+    pub iss: Text,
+    pub sub: Text,
+    pub client_id: Text,
+    pub jti: Text,
+    pub scope: Text,
+    pub jkt: Text,
+    pub exp: UnixTime,
+    pub iat: UnixTime,
+    pub nbf: Option<UnixTime>,
+    pub single_use: bool,
+    pub has_scp: bool,
+    /// Whether scopes come only from a `scope` already in canonical form (sorted, unique,
+    /// single spaces): then that text is the [`ScopeSet`]'s display form as it stands.
+    pub scope_canonical: bool,
+}
+
+impl Fields {
+    pub(crate) fn of(payload: &[u8], v: &ClaimsView<'_>) -> Fields {
+        Fields {
+            iss: Text::of(payload, v.iss.as_ref()),
+            sub: Text::of(payload, v.sub.as_ref()),
+            client_id: Text::of(payload, v.client_id.as_ref()),
+            jti: Text::of(payload, v.jti.as_ref()),
+            scope: Text::of(payload, v.scope.as_ref()),
+            jkt: Text::of(payload, v.cnf.as_ref().and_then(|c| c.jkt.as_ref())),
+            exp: v.exp.unwrap_or_default(),
+            iat: v.iat.unwrap_or_default(),
+            nbf: v.nbf,
+            single_use: v.single_use == Some(true),
+            has_scp: v.scp.is_some(),
+            scope_canonical: v.scp.is_none() && v.scope.as_deref().is_some_and(is_canonical),
+        }
+    }
+}
+
+fn is_canonical(scope: &str) -> bool {
+    let mut prev: Option<&str> = None;
+    scope.split(' ').all(|s| {
+        let ok = !s.is_empty() && prev.is_none_or(|p| p < s);
+        prev = Some(s);
+        ok
+    })
+}
+
+/// A verified token: the token, its payload and what was read from it. Shared by every
+/// grant made from the same token (the signature cache hands it out again on a hit).
+pub(crate) struct Parsed {
+    pub token: Box<str>,
+    pub payload: Vec<u8>,
+    pub fields: Fields,
+    claims: OnceLock<Claims>,
+    scopes: OnceLock<ScopeSet>,
+}
+
+impl Parsed {
+    pub(crate) fn new(token: &str, payload: Vec<u8>, fields: Fields) -> Self {
+        Parsed {
+            token: token.into(),
+            payload,
+            fields,
+            claims: OnceLock::new(),
+            scopes: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn text<'a>(&'a self, t: &'a Text) -> Option<&'a str> {
+        t.get(&self.payload)
+    }
+
+    pub(crate) fn registered(&self) -> &Claims {
+        self.claims.get_or_init(|| {
+            // The verifier parsed these very bytes with the same parser before granting, and
+            // parsing is deterministic: the fallback is unreachable (and would grant nothing).
+            ClaimsView::parse(&self.payload)
+                .map(ClaimsView::into_claims)
+                .unwrap_or_default()
+        })
+    }
+
+    pub(crate) fn scopes(&self) -> &ScopeSet {
+        self.scopes.get_or_init(|| self.registered().scopes())
+    }
+
+    /// Whether the token grants `scope`; reads the `scope` text in place unless `scp` is
+    /// there too.
+    pub(crate) fn has_scope(&self, scope: &str) -> bool {
+        if self.fields.has_scp {
+            return self.scopes().contains(scope);
+        }
+        self.text(&self.fields.scope)
+            .is_some_and(|t| t.split(' ').any(|s| s == scope))
+    }
 }
 
 /// A verified token, placed in request extensions by the inbound layer. Cheap to clone.
 ///
 /// `Debug` never prints the token itself.
 #[derive(Clone)]
-pub struct Grant(Arc<Inner>);
+pub struct Grant {
+    parsed: Arc<Parsed>,
+    route: Option<Arc<str>>,
+}
 
 impl std::fmt::Debug for Grant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Grant")
-            .field("iss", &self.0.claims.iss)
-            .field("sub", &self.0.claims.sub)
-            .field("client_id", &self.0.claims.client_id)
-            .field("jti", &self.0.claims.jti)
-            .field("scopes", &self.0.scopes)
-            .field("exp", &self.0.claims.exp)
+            .field("iss", &self.issuer())
+            .field("sub", &self.subject())
+            .field("client_id", &self.client_id())
+            .field("jti", &self.jti())
+            .field("scopes", self.scopes())
+            .field("exp", &self.expires_at())
             .finish_non_exhaustive()
     }
 }
 
 impl Grant {
-    pub(crate) fn new(
-        claims: Claims,
-        scopes: ScopeSet,
-        payload: Vec<u8>,
-        route: Option<Arc<str>>,
-        token: Arc<str>,
-    ) -> Self {
-        Grant(Arc::new(Inner {
-            claims,
-            scopes,
-            payload,
-            route,
-            token,
-        }))
+    pub(crate) fn new(parsed: Arc<Parsed>, route: Option<Arc<str>>) -> Self {
+        Grant { parsed, route }
     }
 
-    /// The registered claims.
+    pub(crate) fn parsed(&self) -> &Parsed {
+        &self.parsed
+    }
+
+    /// The scopes in their display form (`scope` and `scp` merged, sorted, space-separated),
+    /// without building a [`ScopeSet`] when the token already carries them that way.
+    pub(crate) fn scope_text(&self) -> std::borrow::Cow<'_, str> {
+        let p = self.parsed();
+        match p.text(&p.fields.scope) {
+            Some(s) if p.fields.scope_canonical => s.into(),
+            _ => self.scopes().to_string().into(),
+        }
+    }
+
+    /// The registered claims (parsed from the verified payload on first use).
     pub fn registered(&self) -> &Claims {
-        &self.0.claims
+        self.parsed.registered()
     }
     /// Issuer.
     pub fn issuer(&self) -> &str {
-        self.0.claims.iss.as_deref().unwrap_or_default()
+        let p = self.parsed();
+        p.text(&p.fields.iss).unwrap_or_default()
     }
     /// Subject, if the token has one.
     pub fn subject(&self) -> Option<&str> {
-        self.0.claims.sub.as_deref()
+        let p = self.parsed();
+        p.text(&p.fields.sub)
     }
     /// Client id, if the token has one.
     pub fn client_id(&self) -> Option<&str> {
-        self.0.claims.client_id.as_deref()
+        let p = self.parsed();
+        p.text(&p.fields.client_id)
     }
     /// Granted scopes (`scope` and `scp` merged).
     pub fn scopes(&self) -> &ScopeSet {
-        &self.0.scopes
+        self.parsed.scopes()
     }
     /// Audience.
     pub fn audience(&self) -> Option<&Audience> {
-        self.0.claims.aud.as_ref()
+        self.registered().aud.as_ref()
     }
     /// Expiry (unix seconds).
     pub fn expires_at(&self) -> UnixTime {
-        self.0.claims.exp.unwrap_or_default()
+        self.parsed().fields.exp
     }
     /// Issued at (unix seconds).
     pub fn issued_at(&self) -> UnixTime {
-        self.0.claims.iat.unwrap_or_default()
+        self.parsed().fields.iat
     }
     /// Token id.
     pub fn jti(&self) -> Option<&str> {
-        self.0.claims.jti.as_deref()
+        let p = self.parsed();
+        p.text(&p.fields.jti)
     }
     /// Confirmation (the key a sender-constrained token is bound to).
     pub fn cnf(&self) -> Option<&Confirmation> {
-        self.0.claims.cnf.as_ref()
+        self.registered().cnf.as_ref()
+    }
+    /// The JWK thumbprint the token is bound to (`cnf.jkt`, RFC 9449 §6.1), if any.
+    pub fn jkt(&self) -> Option<&str> {
+        let p = self.parsed();
+        p.text(&p.fields.jkt)
     }
     /// The delegation chain (RFC 8693 `act`).
     pub fn act(&self) -> Option<&Actor> {
-        self.0.claims.act.as_ref()
+        self.registered().act.as_ref()
     }
     /// The route template the request matched.
     pub fn route(&self) -> Option<&str> {
-        self.0.route.as_deref()
+        self.route.as_deref()
     }
     /// All claims, typed by the caller (custom claims included), parsed from the verified
     /// payload on demand.
@@ -117,22 +223,23 @@ impl Grant {
     /// # }
     /// ```
     pub fn claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.0.payload)
+        serde_json::from_slice(&self.parsed.payload)
     }
     /// One claim by name, typed; `None` if absent or of another type.
     pub fn claim<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
-        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&self.0.payload).ok()?;
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&self.parsed.payload).ok()?;
         map.get(name).and_then(|v| T::deserialize(v).ok())
     }
     /// The access token itself, for token exchange (RFC 8693 `subject_token`). It is a
     /// credential: never log it.
     pub fn token(&self) -> &str {
-        &self.0.token
+        &self.parsed.token
     }
     /// A short, non-reversible fingerprint of the token for logs (first 8 bytes of its SHA-256,
     /// hex).
     pub fn fingerprint(&self) -> String {
-        let h = crate::crypto::sha256(self.0.token.as_bytes());
+        let h = crate::crypto::sha256(self.parsed.token.as_bytes());
         h[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 }

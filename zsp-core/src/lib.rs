@@ -39,10 +39,12 @@
 pub mod audit;
 pub mod b64;
 pub mod claims;
+mod claims_view;
 pub mod clock;
 pub mod crypto;
 pub mod denial;
 pub mod dpop;
+mod flat_json;
 pub mod grant;
 #[cfg(feature = "remote-jwks")]
 pub mod jwks;

@@ -96,10 +96,15 @@ pub enum ScopeRequirement {
 impl ScopeRequirement {
     /// Whether `granted` satisfies the requirement.
     pub fn is_satisfied_by(&self, granted: &ScopeSet) -> bool {
+        self.is_satisfied_with(|s| granted.contains(s))
+    }
+    /// Whether a grant holding exactly the scopes for which `has` is true satisfies the
+    /// requirement.
+    pub fn is_satisfied_with(&self, has: impl Fn(&str) -> bool) -> bool {
         match self {
             ScopeRequirement::None => true,
-            ScopeRequirement::AllOf(req) => req.iter().all(|s| granted.contains(s)),
-            ScopeRequirement::AnyOf(req) => req.iter().any(|s| granted.contains(s)),
+            ScopeRequirement::AllOf(req) => req.iter().all(|s| has(s)),
+            ScopeRequirement::AnyOf(req) => req.iter().any(|s| has(s)),
         }
     }
     /// The scopes as a challenge `scope` value.
@@ -419,7 +424,11 @@ impl Policy {
     }
     /// Whether `aud` names this service (its audience or an alias).
     pub fn accepts_audience(&self, aud: &crate::claims::Audience) -> bool {
-        aud.contains(&self.audience) || self.also_audiences.iter().any(|a| aud.contains(a))
+        aud.iter().any(|a| self.accepts_audience_str(a))
+    }
+    /// Whether one `aud` value names this policy's audience or one it also accepts.
+    pub fn accepts_audience_str(&self, aud: &str) -> bool {
+        self.audience == aud || self.also_audiences.iter().any(|a| a == aud)
     }
     /// The allowed algorithms.
     pub fn algorithms(&self) -> &[Algorithm] {

@@ -29,14 +29,15 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 use crate::audit::{AuditDecision, AuditEvent};
-use crate::claims::Claims;
+use crate::claims_view::{ClaimsView, Str};
 use crate::clock::{Clock, SharedClock, UnixTime};
 use crate::denial::Denial;
-use crate::grant::Grant;
+use crate::grant::{Fields, Grant, Parsed};
 use crate::keys::{KeySet, Keys, VerifyingKey, parse_alg};
 use crate::policy::Policy;
 use crate::replay::{MemoryReplayGuard, ReplayError, ReplayGuard};
 use crate::revoke::{Revocation, RevocationQuery, SingleUseCheck};
+use crate::sigcache::SignatureCache;
 
 /// The facts about the request a token is presented with.
 #[derive(Debug, Clone, Copy)]
@@ -68,13 +69,53 @@ impl<'a> RequestFacts<'a> {
 #[derive(Deserialize)]
 struct Header<'a> {
     #[serde(borrow)]
-    alg: std::borrow::Cow<'a, str>,
+    alg: Str<'a>,
     #[serde(default, borrow)]
-    kid: Option<std::borrow::Cow<'a, str>>,
+    kid: Option<Str<'a>>,
     #[serde(default, borrow)]
-    typ: Option<std::borrow::Cow<'a, str>>,
+    typ: Option<Str<'a>>,
     #[serde(default)]
     crit: Option<serde::de::IgnoredAny>,
+}
+
+impl<'a> Header<'a> {
+    /// The flat common case by [`crate::flat_json`], anything else by serde_json.
+    fn parse(json: &'a [u8]) -> Option<Self> {
+        Self::parse_flat(json).or_else(|| serde_json::from_slice(json).ok())
+    }
+
+    fn parse_flat(json: &'a [u8]) -> Option<Self> {
+        use crate::flat_json::{Value, once};
+        let (mut alg, mut kid, mut typ, mut crit) = (None, None, None, None);
+        let mut seen = 0u32;
+        let str_of = |val: Value<'a>| match val {
+            Value::Str(s) => Some(Some(Str(std::borrow::Cow::Borrowed(s)))),
+            Value::Null => Some(None),
+            _ => None,
+        };
+        crate::flat_json::scan(json, |key, val| match key {
+            "alg" => match val {
+                Value::Str(_) => once(&mut seen, 1, &mut alg, str_of(val)?),
+                _ => None,
+            },
+            "kid" => once(&mut seen, 1 << 1, &mut kid, str_of(val)?),
+            "typ" => once(&mut seen, 1 << 2, &mut typ, str_of(val)?),
+            // serde reads `"crit": null` as absent and any other value as present.
+            "crit" => once(
+                &mut seen,
+                1 << 3,
+                &mut crit,
+                (val != Value::Null).then_some(serde::de::IgnoredAny),
+            ),
+            _ => Some(()),
+        })?;
+        Some(Header {
+            alg: alg?,
+            kid,
+            typ,
+            crit,
+        })
+    }
 }
 
 struct Inner {
@@ -84,7 +125,7 @@ struct Inner {
     revocation: Option<Arc<dyn Revocation>>,
     clock: SharedClock,
     audit: bool,
-    signature_cache: Option<crate::sigcache::SignatureCache>,
+    signature_cache: Option<SignatureCache>,
 }
 
 /// Verifies tokens against keys and a [`Policy`]. Cheap to clone; share one per service.
@@ -155,8 +196,7 @@ impl VerifierBuilder {
             revocation: self.revocation,
             clock: self.clock,
             audit: self.audit,
-            signature_cache: (self.signature_cache > 0)
-                .then(|| crate::sigcache::SignatureCache::new(self.signature_cache)),
+            signature_cache: (self.signature_cache > 0).then(|| SignatureCache::new(self.signature_cache)),
         }))
     }
 }
@@ -164,7 +204,7 @@ impl VerifierBuilder {
 /// What the checks learnt, for the audit event, whether they ended in allow or deny.
 #[derive(Default)]
 struct Seen {
-    claims: Option<Claims>,
+    parsed: Option<Arc<Parsed>>,
     route: Option<Arc<str>>,
 }
 
@@ -289,21 +329,21 @@ impl Verifier {
             Ok(_) => (AuditDecision::Allow, "ok"),
             Err(d) => (AuditDecision::Deny, d.reason()),
         };
-        let claims = match result {
-            Ok(g) => Some(g.registered()),
-            Err(_) => seen.claims.as_ref(),
-        };
-        let scopes = match result {
-            Ok(g) => Some(g.scopes().to_string()),
-            Err(_) => seen.claims.as_ref().map(|c| c.scopes().to_string()),
-        };
+        // What the token said; on a denial these may come from an unverified token.
+        let grant = seen
+            .parsed
+            .as_ref()
+            .map(|p| Grant::new(p.clone(), seen.route.clone()));
+        let parsed = grant.as_ref().map(Grant::parsed);
+        let text = |f: fn(&Fields) -> &crate::claims_view::Text| parsed.and_then(|p| p.text(f(&p.fields)));
+        let scopes = grant.as_ref().map(Grant::scope_text);
         AuditEvent {
             decision,
             reason,
-            iss: claims.and_then(|c| c.iss.as_deref()),
-            sub: claims.and_then(|c| c.sub.as_deref()),
-            client_id: claims.and_then(|c| c.client_id.as_deref()),
-            jti: claims.and_then(|c| c.jti.as_deref()),
+            iss: text(|f| &f.iss),
+            sub: text(|f| &f.sub),
+            client_id: text(|f| &f.client_id),
+            jti: text(|f| &f.jti),
             method: req.method.as_str(),
             route: seen.route.as_deref(),
             scopes: scopes.as_deref(),
@@ -330,113 +370,39 @@ impl Verifier {
         if token.len() > p.max_token_bytes {
             return Err(Denial::TokenTooLarge);
         }
-        let bytes = token.as_bytes();
-        let (h64, rest) = split_dot(bytes).ok_or(Denial::Malformed("not a compact JWS"))?;
-        let (p64, s64) = split_dot(rest).ok_or(Denial::Malformed("not a compact JWS"))?;
-        if s64.contains(&b'.') {
-            return Err(Denial::Malformed("not a compact JWS"));
-        }
-        if h64.is_empty() || p64.is_empty() {
-            return Err(Denial::Malformed("empty segment"));
-        }
-
-        // Header: small, decoded on the stack.
-        let mut hbuf = [0u8; 1024];
-        let hlen = crate::b64::decode_into(h64, &mut hbuf).ok_or(Denial::Malformed("header base64"))?;
-        let header: Header<'_> =
-            serde_json::from_slice(&hbuf[..hlen]).map_err(|_| Denial::Malformed("header JSON"))?;
-        let alg = parse_alg(&header.alg).ok_or(Denial::UnsupportedAlgorithm)?;
-        if !p.algorithms.contains(&alg) {
-            return Err(Denial::AlgorithmNotAllowed);
-        }
-        // zsp understands no JWS extensions (RFC 7515 §4.1.11): any crit is unknown to it.
-        if header.crit.is_some() {
-            return Err(Denial::UnsupportedCritical);
-        }
-        check_typ(header.typ.as_deref(), p.require_at_jwt)?;
-
-        // Key: pinned algorithm, from trusted keys only.
-        let kid = header.kid.as_deref();
-        let dynamic_keys;
-        let key: &VerifyingKey = match &self.0.keys {
-            Keys::Static(set) => set.get(kid).ok_or(Denial::UnknownKey)?,
-            Keys::Dynamic(src) => {
-                let current = src.current();
-                dynamic_keys = match current {
-                    Some(set) if set.get(kid).is_some() => set,
-                    Some(_) => src
-                        .refresh_for_unknown_kid(kid)
-                        .await
-                        .filter(|s: &Arc<KeySet>| s.get(kid).is_some())
-                        .ok_or(Denial::UnknownKey)?,
-                    None => match src.refresh_for_unknown_kid(kid).await {
-                        Some(set) => set,
-                        None => return Err(Denial::KeysUnavailable),
-                    },
-                };
-                dynamic_keys.get(kid).ok_or(Denial::UnknownKey)?
-            }
-        };
-        if key.algorithm() != alg {
-            return Err(Denial::AlgorithmMismatch);
-        }
-
-        // Claims, checked before the signature (all 401 invalid_token).
-        let payload = crate::b64::decode(p64).map_err(|_| Denial::Malformed("payload base64"))?;
-        let claims: Claims =
-            serde_json::from_slice(&payload).map_err(|_| Denial::Malformed("payload JSON"))?;
-        let now = self.0.clock.now();
-        check_time(&claims, now, p)?;
-        match claims.iss.as_deref() {
-            None => return Err(Denial::MissingClaim("iss")),
-            Some(iss) if !p.issuers.iter().any(|i| i == iss) => return Err(Denial::InvalidIssuer),
-            _ => {}
-        }
-        match &claims.aud {
-            None => return Err(Denial::MissingClaim("aud")),
-            Some(aud) if !p.accepts_audience(aud) => return Err(Denial::InvalidAudience),
-            _ => {}
-        }
-        seen.claims = Some(claims);
-
-        // Signature, unless this exact token was verified by this exact key before and the
-        // request is not single-use.
         let rule = p.route_for(req.method, req.path);
-        let cache = self.0.signature_cache.as_ref().filter(|_| {
-            rule.is_some_and(|r| !r.is_single_use())
-                && seen.claims.as_ref().is_some_and(|c| c.single_use != Some(true))
-        });
-        let digest = cache.map(|_| crate::sigcache::SignatureCache::digest(bytes));
-        let cached = match (cache, &digest) {
-            (Some(c), Some(d)) => c.hit(d, key, now),
-            _ => false,
+        let now = self.0.clock.now();
+
+        // A token whose signature this verifier checked before skips straight to the checks
+        // that depend on time and on the request; never on single-use routes.
+        let cache = self
+            .0
+            .signature_cache
+            .as_ref()
+            .filter(|_| rule.is_some_and(|r| !r.is_single_use()));
+        let digest = cache.map(|_| SignatureCache::digest(token.as_bytes()));
+        let hit = match (cache, &digest) {
+            (Some(c), Some(d)) => match &self.0.keys {
+                Keys::Static(set) => c.get(d, set, now),
+                Keys::Dynamic(src) => src.current().and_then(|set| c.get(d, &set, now)),
+            },
+            _ => None,
         };
-        if !cached {
-            let mut sbuf = [0u8; 1024];
-            let slen = crate::b64::decode_into(s64, &mut sbuf).ok_or(Denial::InvalidSignature)?;
-            if slen == 0 {
-                return Err(Denial::InvalidSignature);
+        let parsed = match hit {
+            Some(parsed) => {
+                let f = &parsed.fields;
+                check_time(Some(f.exp), Some(f.iat), f.nbf, now, p)?;
+                seen.parsed = Some(parsed.clone());
+                parsed
             }
-            let signing_input = &bytes[..h64.len() + 1 + p64.len()];
-            if !key.verify(signing_input, &sbuf[..slen]) {
-                return Err(Denial::InvalidSignature);
-            }
-            if let (Some(c), Some(d), Some(claims)) = (cache, digest, seen.claims.as_ref()) {
-                c.insert(
-                    d,
-                    key,
-                    claims.exp.unwrap_or_default().saturating_add(p.leeway),
-                    now,
-                );
-            }
-        }
+            None => self.check_token(token, now, seen, cache.zip(digest)).await?,
+        };
+        let f = &parsed.fields;
 
         // Route rule, for genuine tokens only.
-        let claims = seen.claims.as_ref().ok_or(Denial::Malformed("claims"))?;
         let rule = rule.ok_or(Denial::RouteNotAllowed)?;
         seen.route = Some(rule.template_arc());
-        let scopes = claims.scopes();
-        if !rule.scopes().is_satisfied_by(&scopes) {
+        if !rule.scopes().is_satisfied_with(|s| parsed.has_scope(s)) {
             return Err(Denial::InsufficientScope {
                 required: rule.scopes().to_challenge(),
             });
@@ -449,7 +415,7 @@ impl Verifier {
                 return Err(Denial::SourceNotAllowed);
             }
         }
-        if let Some(cidrs) = claims.client_id.as_deref().and_then(|c| p.client_cidrs(c)) {
+        if let Some(cidrs) = parsed.text(&f.client_id).and_then(|c| p.client_cidrs(c)) {
             let ok = req
                 .client_ip
                 .is_some_and(|ip| cidrs.iter().any(|c| c.contains(ip)));
@@ -457,41 +423,29 @@ impl Verifier {
                 return Err(Denial::SourceNotAllowed);
             }
         }
-        if rule.is_sender_constrained() && claims.cnf.as_ref().and_then(|c| c.jkt.as_ref()).is_none() {
+        let jti = parsed.text(&f.jti);
+        if rule.is_sender_constrained() && parsed.text(&f.jkt).is_none() {
             return Err(Denial::SenderConstraintRequired);
         }
 
-        // exp is known present (check_time).
-        let exp = claims.exp.unwrap_or_default();
-        let iat = claims.iat.unwrap_or_default();
-        let single_use = rule.is_single_use() || claims.single_use == Some(true);
-        let until = exp.saturating_add(p.leeway);
-        if single_use && claims.jti.is_none() {
+        let single_use = rule.is_single_use() || f.single_use;
+        let until = f.exp.saturating_add(p.leeway);
+        if single_use && jti.is_none() {
             return Err(Denial::MissingClaim("jti"));
         }
 
         // The caller's check (e.g. the DPoP proof) comes before the stores, so a request it
         // refuses never reaches them and never burns a single-use jti.
-        let claims = seen.claims.take().ok_or(Denial::Malformed("claims"))?;
-        let grant = Grant::new(claims, scopes, payload, seen.route.clone(), Arc::from(token));
-        let deny = |seen: &mut Seen, d: Denial| {
-            // Keep the claims for the audit event of this denial.
-            seen.claims = Some(grant.registered().clone());
-            Err(d)
-        };
-        if let Err(denial) = check(grant.clone()).await {
-            return deny(seen, denial);
-        }
-        let claims = grant.registered();
-        let jti = claims.jti.as_deref();
+        let grant = Grant::new(parsed.clone(), seen.route.clone());
+        check(grant.clone()).await?;
 
         let mut recorded = false;
         if let Some(rev) = &self.0.revocation {
             let q = RevocationQuery {
                 jti,
-                sub: claims.sub.as_deref(),
-                client_id: claims.client_id.as_deref(),
-                iat,
+                sub: parsed.text(&f.sub),
+                client_id: parsed.text(&f.client_id),
+                iat: f.iat,
                 now,
             };
             // A store holding both records answers revocation and first use in one round trip.
@@ -520,7 +474,7 @@ impl Verifier {
                 },
             };
             if let Some(d) = outcome {
-                return deny(seen, d);
+                return Err(d);
             }
         }
 
@@ -535,16 +489,146 @@ impl Verifier {
                 }
             };
             if let Some(d) = outcome {
-                return deny(seen, d);
+                return Err(d);
             }
         }
         Ok(grant)
     }
+
+    /// Everything about the token itself, cheapest first: shape, header, key, claims, and
+    /// last the signature. A token that verifies goes into the signature cache (`cache`)
+    /// unless it is single-use.
+    async fn check_token(
+        &self,
+        token: &str,
+        now: UnixTime,
+        seen: &mut Seen,
+        cache: Option<(&SignatureCache, [u8; 32])>,
+    ) -> Result<Arc<Parsed>, Denial> {
+        let malformed = Denial::Malformed("not a compact JWS");
+        let (h64, rest) = token.split_once('.').ok_or(malformed.clone())?;
+        let (p64, s64) = rest.split_once('.').ok_or(malformed.clone())?;
+        if s64.contains('.') {
+            return Err(malformed);
+        }
+        if h64.is_empty() || p64.is_empty() {
+            return Err(Denial::Malformed("empty segment"));
+        }
+
+        // Key: pinned algorithm, from trusted keys only. Only an unknown kid with dynamic keys
+        // waits (for one coalesced refresh); nothing large is held across that wait.
+        let current = match &self.0.keys {
+            Keys::Static(_) => None,
+            Keys::Dynamic(src) => src.current(),
+        };
+        let set = match &self.0.keys {
+            Keys::Static(set) => Some(&**set),
+            Keys::Dynamic(_) => current.as_deref(),
+        };
+        let refreshed: Arc<KeySet>;
+        let (key, named) = match self.header_key(h64.as_bytes(), set)? {
+            KeyLookup::Found(key, named) => (key, named),
+            KeyLookup::Missing { kid, alg } => {
+                let Keys::Dynamic(src) = &self.0.keys else {
+                    return Err(Denial::UnknownKey);
+                };
+                refreshed = match src.refresh_for_unknown_kid(kid.as_deref()).await {
+                    Some(s) => s,
+                    None if set.is_some() => return Err(Denial::UnknownKey),
+                    None => return Err(Denial::KeysUnavailable),
+                };
+                let key = refreshed.get(kid.as_deref()).ok_or(Denial::UnknownKey)?;
+                if key.algorithm() != alg {
+                    return Err(Denial::AlgorithmMismatch);
+                }
+                (key, kid.is_some())
+            }
+        };
+        let parsed = self.check_claims_and_signature(token, [h64, p64, s64], key, now, seen)?;
+        if let Some((c, digest)) = cache
+            && !parsed.fields.single_use
+        {
+            let until = parsed.fields.exp.saturating_add(self.0.policy.leeway);
+            c.insert(digest, key, named, parsed.clone(), until, now);
+        }
+        Ok(parsed)
+    }
+
+    /// The header's checks and its key in `set`, or the `kid` to refresh the keys for.
+    fn header_key<'k>(&self, h64: &[u8], set: Option<&'k KeySet>) -> Result<KeyLookup<'k>, Denial> {
+        let p = &self.0.policy;
+        // Header: small, decoded on the stack.
+        let mut hbuf = [0u8; 1024];
+        let hlen = crate::b64::decode_into(h64, &mut hbuf).ok_or(Denial::Malformed("header base64"))?;
+        let header = Header::parse(&hbuf[..hlen]).ok_or(Denial::Malformed("header JSON"))?;
+        let alg = parse_alg(&header.alg).ok_or(Denial::UnsupportedAlgorithm)?;
+        if !p.algorithms.contains(&alg) {
+            return Err(Denial::AlgorithmNotAllowed);
+        }
+        // zsp understands no JWS extensions (RFC 7515 §4.1.11): any crit is unknown to it.
+        if header.crit.is_some() {
+            return Err(Denial::UnsupportedCritical);
+        }
+        check_typ(header.typ.as_deref(), p.require_at_jwt)?;
+        let kid = header.kid.as_deref();
+        match set.and_then(|s| s.get(kid)) {
+            Some(key) if key.algorithm() != alg => Err(Denial::AlgorithmMismatch),
+            Some(key) => Ok(KeyLookup::Found(key, kid.is_some())),
+            None if matches!(self.0.keys, Keys::Static(_)) => Err(Denial::UnknownKey),
+            None => Ok(KeyLookup::Missing {
+                kid: kid.map(str::to_owned),
+                alg,
+            }),
+        }
+    }
+
+    /// The claims (before the signature: all 401 `invalid_token`), then the signature.
+    fn check_claims_and_signature(
+        &self,
+        token: &str,
+        [h64, p64, s64]: [&str; 3],
+        key: &VerifyingKey,
+        now: UnixTime,
+        seen: &mut Seen,
+    ) -> Result<Arc<Parsed>, Denial> {
+        let p = &self.0.policy;
+        let payload = crate::b64::decode(p64.as_bytes()).map_err(|_| Denial::Malformed("payload base64"))?;
+        let view = ClaimsView::parse(&payload).map_err(|_| Denial::Malformed("payload JSON"))?;
+        check_time(view.exp, view.iat, view.nbf, now, p)?;
+        match view.iss.as_deref() {
+            None => return Err(Denial::MissingClaim("iss")),
+            Some(iss) if !p.issuers.iter().any(|i| i == iss) => return Err(Denial::InvalidIssuer),
+            _ => {}
+        }
+        match view.audience_matches(|a| p.accepts_audience_str(a)) {
+            None => return Err(Denial::MissingClaim("aud")),
+            Some(false) => return Err(Denial::InvalidAudience),
+            Some(true) => {}
+        }
+        let fields = Fields::of(&payload, &view);
+        drop(view);
+        let parsed = Arc::new(Parsed::new(token, payload, fields));
+        seen.parsed = Some(parsed.clone());
+
+        let mut sbuf = [0u8; 1024];
+        let slen = crate::b64::decode_into(s64.as_bytes(), &mut sbuf).ok_or(Denial::InvalidSignature)?;
+        if slen == 0 {
+            return Err(Denial::InvalidSignature);
+        }
+        let signing_input = &token.as_bytes()[..h64.len() + 1 + p64.len()];
+        if !key.verify(signing_input, &sbuf[..slen]) {
+            return Err(Denial::InvalidSignature);
+        }
+        Ok(parsed)
+    }
 }
 
-fn split_dot(b: &[u8]) -> Option<(&[u8], &[u8])> {
-    let i = b.iter().position(|c| *c == b'.')?;
-    Some((&b[..i], &b[i + 1..]))
+/// Where the header's key stands.
+enum KeyLookup<'k> {
+    /// In the current set; whether the token named it by `kid`.
+    Found(&'k VerifyingKey, bool),
+    /// Not in the current (dynamic) set, or there is no set yet.
+    Missing { kid: Option<String>, alg: Algorithm },
 }
 
 fn check_typ(typ: Option<&str>, require_at_jwt: bool) -> Result<(), Denial> {
@@ -561,15 +645,21 @@ fn check_typ(typ: Option<&str>, require_at_jwt: bool) -> Result<(), Denial> {
     }
 }
 
-fn check_time(c: &Claims, now: UnixTime, p: &Policy) -> Result<(), Denial> {
-    let exp = c.exp.ok_or(Denial::MissingClaim("exp"))?;
-    let iat = c.iat.ok_or(Denial::MissingClaim("iat"))?;
+fn check_time(
+    exp: Option<UnixTime>,
+    iat: Option<UnixTime>,
+    nbf: Option<UnixTime>,
+    now: UnixTime,
+    p: &Policy,
+) -> Result<(), Denial> {
+    let exp = exp.ok_or(Denial::MissingClaim("exp"))?;
+    let iat = iat.ok_or(Denial::MissingClaim("iat"))?;
     let leeway = p.leeway;
     // RFC 7519 §4.1.4: valid only while now < exp; leeway extends that.
     if now >= exp.saturating_add(leeway) {
         return Err(Denial::Expired);
     }
-    if let Some(nbf) = c.nbf
+    if let Some(nbf) = nbf
         && now.saturating_add(leeway) < nbf
     {
         return Err(Denial::NotYetValid);

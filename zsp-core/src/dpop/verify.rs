@@ -388,7 +388,7 @@ impl DpopVerifier {
         htu: &str,
         now: UnixTime,
     ) -> Result<Option<Jkt>, Denial> {
-        let bound = grant.cnf().and_then(|c| c.jkt.as_deref());
+        let bound = grant.jkt();
         match (scheme, bound) {
             (TokenScheme::Bearer, Some(_)) => Err(Denial::DpopBoundTokenAsBearer),
             (TokenScheme::Bearer, None) => match self.0.mode {

@@ -337,9 +337,7 @@ where
                         .map(|_| ()),
                     // RFC 9449 §7.2 holds even where DPoP is not configured: a bound token is
                     // worthless without its key, so it is never accepted as a bearer token.
-                    None if grant.cnf().and_then(|c| c.jkt.as_ref()).is_some() => {
-                        Err(Denial::DpopBoundTokenAsBearer)
-                    }
+                    None if grant.jkt().is_some() => Err(Denial::DpopBoundTokenAsBearer),
                     None => Ok(()),
                 }
             };

@@ -1,0 +1,226 @@
+//! A strict scanner for the common shape of a JWS header or JWT payload: one flat JSON object
+//! whose values are plain strings, unsigned integers, `true`, `false` or `null`.
+//!
+//! It exists for speed: serde_json spends most of a token's parse on per-string machinery, and
+//! the claims are parsed on every request. It is not a second JSON parser: it only ever
+//! *accepts* a subset of what serde_json accepts, and gives up ([`None`]) on anything else —
+//! an escape, a non-ASCII or control byte, a nested object or array, a number that is not a
+//! plain unsigned integer, a duplicate of a field the caller knows. The caller then parses the
+//! same bytes with serde_json, which decides (usually with an error). On the subset, the
+//! callers build exactly the value serde_json would have built: the differential tests in
+//! `claims_view` and `verify` check that on arbitrary inputs.
+
+/// A value of the subset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Value<'a> {
+    /// A string of printable ASCII without escapes: the bytes are the text.
+    Str(&'a str),
+    /// A non-negative integer without sign, fraction, exponent or leading zero.
+    UInt(u64),
+    /// `true` or `false`.
+    Bool(bool),
+    /// `null`.
+    Null,
+}
+
+struct Cursor<'a> {
+    /// The input, known to be UTF-8, so string slices need no second validation.
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+/// Bytes that may stand unescaped in a string of the subset: printable ASCII but `"` and `\`.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0x20;
+    while c < 0x7f {
+        t[c] = c != b'"' as usize && c != b'\\' as usize;
+        c += 1;
+    }
+    t
+};
+
+impl<'a> Cursor<'a> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
+    }
+
+    /// After the opening quote: printable ASCII up to the closing quote.
+    fn string(&mut self) -> Option<&'a str> {
+        let start = self.i;
+        let rest = self.b.get(start..)?;
+        let len = rest.iter().position(|&c| !PLAIN[usize::from(c)])?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        self.i = start + len + 1;
+        self.s.get(start..start + len)
+    }
+
+    fn uint(&mut self) -> Option<u64> {
+        let rest = self.b.get(self.i..)?;
+        let len = rest
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        // A leading zero is only "0" itself; a fraction or exponent is not an integer.
+        if len == 0 || (rest[0] == b'0' && len > 1) || matches!(rest.get(len), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        let mut n: u64 = 0;
+        for &d in &rest[..len] {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        }
+        self.i += len;
+        Some(n)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.i.checked_add(word.len())?;
+        (self.b.get(self.i..end)? == word).then(|| self.i = end)
+    }
+
+    fn value(&mut self) -> Option<Value<'a>> {
+        match self.b.get(self.i)? {
+            b'"' => {
+                self.i += 1;
+                self.string().map(Value::Str)
+            }
+            b'0'..=b'9' => self.uint().map(Value::UInt),
+            b't' => self.literal(b"true").map(|_| Value::Bool(true)),
+            b'f' => self.literal(b"false").map(|_| Value::Bool(false)),
+            b'n' => self.literal(b"null").map(|_| Value::Null),
+            _ => None,
+        }
+    }
+}
+
+/// Calls `member` for each member of the flat object in `input`, in order. `None` when the
+/// input is outside the subset or `member` gives up.
+pub(crate) fn scan<'a>(
+    input: &'a [u8],
+    mut member: impl FnMut(&'a str, Value<'a>) -> Option<()>,
+) -> Option<()> {
+    let s = std::str::from_utf8(input).ok()?;
+    let mut c = Cursor { s, b: input, i: 0 };
+    c.ws();
+    c.eat(b'{')?;
+    c.ws();
+    if c.eat(b'}').is_none() {
+        loop {
+            c.eat(b'"')?;
+            let key = c.string()?;
+            c.ws();
+            c.eat(b':')?;
+            c.ws();
+            let value = c.value()?;
+            member(key, value)?;
+            c.ws();
+            if c.eat(b',').is_some() {
+                c.ws();
+                continue;
+            }
+            c.eat(b'}')?;
+            break;
+        }
+    }
+    c.ws();
+    (c.i == input.len()).then_some(())
+}
+
+/// Sets `slot` once; a second occurrence of a known field gives up (serde_json refuses it).
+pub(crate) fn once<T>(seen: &mut u32, bit: u32, slot: &mut Option<T>, value: Option<T>) -> Option<()> {
+    if *seen & bit != 0 {
+        return None;
+    }
+    *seen |= bit;
+    *slot = value;
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(s: &str) -> Option<Vec<(String, Value<'_>)>> {
+        let mut out = Vec::new();
+        scan(s.as_bytes(), |k, v| {
+            out.push((k.to_owned(), v));
+            Some(())
+        })?;
+        Some(out)
+    }
+
+    #[test]
+    fn accepts_the_flat_subset() {
+        let m = members(
+            " {\"a\" : \"x y\",\"b\":0,\"c\":18446744073709551615,\"d\":true,\"e\":false,\"f\":null}\n",
+        )
+        .unwrap();
+        assert_eq!(m.len(), 6);
+        assert_eq!(m[0].1, Value::Str("x y"));
+        assert_eq!(m[1].1, Value::UInt(0));
+        assert_eq!(m[2].1, Value::UInt(u64::MAX));
+        assert_eq!(m[5].1, Value::Null);
+        assert_eq!(members("{}").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn gives_up_outside_it() {
+        for s in [
+            "",
+            "[]",
+            "{",
+            "{\"a\":1,}",
+            "{\"a\":1}x",
+            "{\"a\":01}",
+            "{\"a\":-1}",
+            "{\"a\":1.0}",
+            "{\"a\":1e3}",
+            "{\"a\":18446744073709551616}",
+            "{\"a\":\"\\u0041\"}",
+            "{\"a\":\"é\"}",
+            "{\"a\":\"\t\"}",
+            "{\"a\":[]}",
+            "{\"a\":{}}",
+            "{\"a\":tru}",
+            "{\"a\" 1}",
+            "{a:1}",
+            "{\"a\":1 \"b\":2}",
+            "{\"a\":nul}",
+            "{\"a\":\"x}",
+        ] {
+            assert!(members(s).is_none(), "{s:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the scanner accepts, serde_json accepts with the same members.
+        #[test]
+        fn agrees_with_serde_json(s in "[{}\\[\\]\":, \t\n0-9a-z.eE+\\-\\\\]{0,40}") {
+            if let Some(m) = members(&s) {
+                let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&s)
+                    .expect("serde_json accepts what the scanner accepts");
+                // serde_json's map keeps the last of duplicate keys; compare those.
+                for (k, val) in &m {
+                    let last = m.iter().rev().find(|(k2, _)| k2 == k).map(|(_, v)| *v);
+                    if last != Some(*val) { continue; }
+                    let expected = match val {
+                        Value::Str(s) => serde_json::Value::from(*s),
+                        Value::UInt(n) => serde_json::Value::from(*n),
+                        Value::Bool(b) => serde_json::Value::from(*b),
+                        Value::Null => serde_json::Value::Null,
+                    };
+                    proptest::prop_assert_eq!(v.get(k), Some(&expected));
+                }
+            }
+        }
+    }
+}
