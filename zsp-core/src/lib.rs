@@ -46,6 +46,7 @@ pub mod denial;
 pub mod dpop;
 mod flat_json;
 pub mod grant;
+mod header_memo;
 #[cfg(feature = "remote-jwks")]
 pub mod jwks;
 pub mod keys;

@@ -33,6 +33,7 @@ use crate::claims_view::{ClaimsView, Str};
 use crate::clock::{Clock, SharedClock, UnixTime};
 use crate::denial::Denial;
 use crate::grant::{Fields, Grant, Parsed};
+use crate::header_memo::HeaderMemo;
 use crate::keys::{KeySet, Keys, VerifyingKey, parse_alg};
 use crate::policy::Policy;
 use crate::replay::{MemoryReplayGuard, ReplayError, ReplayGuard};
@@ -126,6 +127,7 @@ struct Inner {
     clock: SharedClock,
     audit: bool,
     signature_cache: Option<SignatureCache>,
+    header_memo: HeaderMemo,
 }
 
 /// Verifies tokens against keys and a [`Policy`]. Cheap to clone; share one per service.
@@ -197,6 +199,7 @@ impl VerifierBuilder {
             clock: self.clock,
             audit: self.audit,
             signature_cache: (self.signature_cache > 0).then(|| SignatureCache::new(self.signature_cache)),
+            header_memo: HeaderMemo::default(),
         }))
     }
 }
@@ -526,7 +529,12 @@ impl Verifier {
             Keys::Dynamic(_) => current.as_deref(),
         };
         let refreshed: Arc<KeySet>;
-        let (key, named) = match self.header_key(h64.as_bytes(), set)? {
+        let memo = self.0.header_memo.get(h64.as_bytes(), set);
+        let lookup = match memo {
+            Some((key, named)) => KeyLookup::Found(key, named),
+            None => self.header_key(h64.as_bytes(), set)?,
+        };
+        let (key, named) = match lookup {
             KeyLookup::Found(key, named) => (key, named),
             KeyLookup::Missing { kid, alg } => {
                 let Keys::Dynamic(src) = &self.0.keys else {
@@ -545,6 +553,9 @@ impl Verifier {
             }
         };
         let parsed = self.check_claims_and_signature(token, [h64, p64, s64], key, now, seen)?;
+        if memo.is_none() {
+            self.0.header_memo.remember(h64.as_bytes(), key, named);
+        }
         if let Some((c, digest)) = cache
             && !parsed.fields.single_use
         {
