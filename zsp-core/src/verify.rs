@@ -383,11 +383,11 @@ impl Verifier {
             .signature_cache
             .as_ref()
             .filter(|_| rule.is_some_and(|r| !r.is_single_use()));
-        let digest = cache.map(|_| SignatureCache::digest(token.as_bytes()));
-        let hit = match (cache, &digest) {
-            (Some(c), Some(d)) => match &self.0.keys {
-                Keys::Static(set) => c.get(d, set, now),
-                Keys::Dynamic(src) => src.current().and_then(|set| c.get(d, &set, now)),
+        let slot = cache.map(|c| c.slot(token));
+        let hit = match (cache, slot) {
+            (Some(c), Some(slot)) => match &self.0.keys {
+                Keys::Static(set) => c.get(slot, token, set, now),
+                Keys::Dynamic(src) => src.current().and_then(|set| c.get(slot, token, &set, now)),
             },
             _ => None,
         };
@@ -398,7 +398,7 @@ impl Verifier {
                 seen.parsed = Some(parsed.clone());
                 parsed
             }
-            None => self.check_token(token, now, seen, cache.zip(digest)).await?,
+            None => self.check_token(token, now, seen, cache.zip(slot)).await?,
         };
         let f = &parsed.fields;
 
@@ -506,7 +506,7 @@ impl Verifier {
         token: &str,
         now: UnixTime,
         seen: &mut Seen,
-        cache: Option<(&SignatureCache, [u8; 32])>,
+        cache: Option<(&SignatureCache, u64)>,
     ) -> Result<Arc<Parsed>, Denial> {
         let malformed = Denial::Malformed("not a compact JWS");
         let (h64, rest) = token.split_once('.').ok_or(malformed.clone())?;
@@ -556,11 +556,11 @@ impl Verifier {
         if memo.is_none() {
             self.0.header_memo.remember(h64.as_bytes(), key, named);
         }
-        if let Some((c, digest)) = cache
+        if let Some((c, slot)) = cache
             && !parsed.fields.single_use
         {
             let until = parsed.fields.exp.saturating_add(self.0.policy.leeway);
-            c.insert(digest, key, named, parsed.clone(), until, now);
+            c.insert(slot, key, named, parsed.clone(), until, now);
         }
         Ok(parsed)
     }

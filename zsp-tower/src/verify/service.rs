@@ -39,15 +39,15 @@ impl<S> VerifyService<S> {
     }
 }
 
-/// The credentials a request presents.
-enum Credential {
-    Bearer(String),
-    DPoP(String),
+/// The credentials a request presents, borrowed from its `Authorization` header.
+enum Credential<'a> {
+    Bearer(&'a str),
+    DPoP(&'a str),
 }
 
 /// RFC 6750 §2.1 / RFC 9449 §7.1 credentials, refusing the forms RFC 6750 §5.3 and §2.3
 /// warn against: ambiguous headers and tokens in URLs (which end up in logs and caches).
-fn credentials(headers: &HeaderMap, query: Option<&str>) -> Result<Option<Credential>, Denial> {
+fn credentials<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<Option<Credential<'a>>, Denial> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let first = values.next();
     if values.next().is_some() {
@@ -68,12 +68,12 @@ fn credentials(headers: &HeaderMap, query: Option<&str>) -> Result<Option<Creden
         if token.is_empty() || token.contains(' ') {
             return Err(Denial::InvalidRequest("malformed Bearer credentials"));
         }
-        Ok(Some(Credential::Bearer(token.to_owned())))
+        Ok(Some(Credential::Bearer(token)))
     } else if scheme.eq_ignore_ascii_case("dpop") {
         if token.is_empty() || token.contains(' ') {
             return Err(Denial::InvalidRequest("malformed DPoP credentials"));
         }
-        Ok(Some(Credential::DPoP(token.to_owned())))
+        Ok(Some(Credential::DPoP(token)))
     } else {
         Err(Denial::InvalidRequest("unsupported authorization scheme"))
     }
@@ -268,95 +268,108 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
-        let span = tracing::info_span!(target: "zsp::verify", "zsp.verify", method = %req.method());
+        // No fields: the audit event inside carries the method and route, and formatting span
+        // fields costs every request.
+        let span = tracing::info_span!(target: "zsp::verify", "zsp.verify");
         let fut = async move {
             mark_sensitive(req.headers_mut());
             // Only this layer puts a Grant in; anything already there did not come from it.
             req.extensions_mut().remove::<Grant>();
-            let method = req.method().clone();
-            let path = req.uri().path().to_owned();
-            let ip = config.client_ip(req.headers(), req.extensions());
-            let facts = RequestFacts::new(&method, &path).client_ip(ip);
             let verifier = &config.verifier;
-            let credential = match credentials(req.headers(), req.uri().query()) {
-                Ok(c) => c,
-                Err(denial) => {
-                    verifier.audit_denial(&denial, &facts);
-                    return Ok(config.deny(&denial, None));
-                }
-            };
-            let (scheme, token) = match credential {
-                None if config.anonymous => {
-                    AuditEvent {
-                        decision: AuditDecision::Allow,
-                        reason: "anonymous",
-                        iss: None,
-                        sub: None,
-                        client_id: None,
-                        jti: None,
-                        method: method.as_str(),
-                        route: None,
-                        scopes: None,
-                        elapsed_us: 0,
+            let outcome = {
+                let method = req.method();
+                let facts = RequestFacts::new(method, req.uri().path())
+                    .client_ip(config.client_ip(req.headers(), req.extensions()));
+                match credentials(req.headers(), req.uri().query()) {
+                    Err(denial) => {
+                        verifier.audit_denial(&denial, &facts);
+                        Outcome::Deny(denial, None)
                     }
-                    .emit();
-                    let mut resp = inner.call(req).await?;
-                    config.add_nonce(resp.headers_mut());
-                    return Ok(resp);
+                    Ok(None) if config.anonymous => {
+                        AuditEvent {
+                            decision: AuditDecision::Allow,
+                            reason: "anonymous",
+                            iss: None,
+                            sub: None,
+                            client_id: None,
+                            jti: None,
+                            method: method.as_str(),
+                            route: None,
+                            scopes: None,
+                            elapsed_us: 0,
+                        }
+                        .emit();
+                        Outcome::Anonymous
+                    }
+                    Ok(None) => {
+                        let denial = Denial::MissingToken;
+                        verifier.audit_denial(&denial, &facts);
+                        Outcome::Deny(denial, None)
+                    }
+                    Ok(Some(Credential::DPoP(_))) if config.dpop.is_none() => {
+                        // Never downgraded to Bearer: without a DPoP verifier the scheme is refused.
+                        let denial = Denial::InvalidRequest("DPoP scheme not accepted");
+                        verifier.audit_denial(&denial, &facts);
+                        Outcome::Deny(denial, None)
+                    }
+                    Ok(Some(credential)) => {
+                        let (scheme, token) = match credential {
+                            Credential::DPoP(token) => (TokenScheme::Dpop, token),
+                            Credential::Bearer(token) => (TokenScheme::Bearer, token),
+                        };
+                        let htu = match (&config.dpop, scheme) {
+                            (Some(_), TokenScheme::Dpop) => config.request_htu(&req),
+                            _ => String::new(),
+                        };
+                        let headers = req.headers();
+                        let dpop = config.dpop.as_ref();
+                        let now = verifier.now();
+                        let htu = &htu;
+                        // The proof is checked inside the verifier, after revocation and before
+                        // the replay guard, so a request with a bad proof never burns a
+                        // single-use token.
+                        let check = |grant: Grant| async move {
+                            match dpop {
+                                Some(dpop) => dpop
+                                    .verify_presentation(scheme, &grant, headers, method, htu, now)
+                                    .await
+                                    .map(|_| ()),
+                                // RFC 9449 §7.2 holds even where DPoP is not configured: a bound
+                                // token is worthless without its key, so it is never accepted as
+                                // a bearer token.
+                                None if grant.jkt().is_some() => Err(Denial::DpopBoundTokenAsBearer),
+                                None => Ok(()),
+                            }
+                        };
+                        match verifier.verify_with(token, &facts, check).await {
+                            Ok(grant) => Outcome::Allow(grant),
+                            Err(denial) => Outcome::Deny(denial, Some(scheme)),
+                        }
+                    }
                 }
-                None => {
-                    let denial = Denial::MissingToken;
-                    verifier.audit_denial(&denial, &facts);
-                    return Ok(config.deny(&denial, None));
-                }
-                Some(Credential::DPoP(_)) if config.dpop.is_none() => {
-                    // Never downgraded to Bearer: without a DPoP verifier the scheme is refused.
-                    let denial = Denial::InvalidRequest("DPoP scheme not accepted");
-                    verifier.audit_denial(&denial, &facts);
-                    return Ok(config.deny(&denial, None));
-                }
-                Some(Credential::DPoP(token)) => (TokenScheme::Dpop, token),
-                Some(Credential::Bearer(token)) => (TokenScheme::Bearer, token),
             };
-            let htu = match (&config.dpop, scheme) {
-                (Some(_), TokenScheme::Dpop) => config.request_htu(&req),
-                _ => String::new(),
-            };
-            let headers = req.headers();
-            let dpop = config.dpop.as_ref();
-            let now = verifier.now();
-            let method = &method;
-            let htu = &htu;
-            // The proof is checked inside the verifier, after revocation and before the replay
-            // guard, so a request with a bad proof never burns a single-use token.
-            let check = |grant: Grant| async move {
-                match dpop {
-                    Some(dpop) => dpop
-                        .verify_presentation(scheme, &grant, headers, method, htu, now)
-                        .await
-                        .map(|_| ()),
-                    // RFC 9449 §7.2 holds even where DPoP is not configured: a bound token is
-                    // worthless without its key, so it is never accepted as a bearer token.
-                    None if grant.jkt().is_some() => Err(Denial::DpopBoundTokenAsBearer),
-                    None => Ok(()),
-                }
-            };
-            let result = verifier.verify_with(&token, &facts, check).await;
-            drop(token);
-            match result {
-                Ok(grant) => {
+            match outcome {
+                Outcome::Allow(grant) => {
                     req.extensions_mut().insert(grant);
-                    let mut resp = inner.call(req).await?;
-                    config.add_nonce(resp.headers_mut());
-                    Ok(resp)
                 }
-                Err(denial) => Ok(config.deny(&denial, Some(scheme))),
+                Outcome::Anonymous => {}
+                Outcome::Deny(denial, scheme) => return Ok(config.deny(&denial, scheme)),
             }
+            let mut resp = inner.call(req).await?;
+            config.add_nonce(resp.headers_mut());
+            Ok(resp)
         };
         ResponseFuture {
             inner: Box::pin(fut.instrument(span)),
         }
     }
+}
+
+/// What the layer decided before calling the inner service.
+enum Outcome {
+    Allow(Grant),
+    Anonymous,
+    Deny(Denial, Option<TokenScheme>),
 }
 
 #[cfg(test)]
@@ -377,7 +390,10 @@ mod tests {
     #[test]
     fn rfc6750_2_1_scheme_is_case_insensitive() {
         let h = headers(&[("authorization", "bEaReR abc.def.ghi")]);
-        assert!(matches!(credentials(&h, None), Ok(Some(Credential::Bearer(t))) if t == "abc.def.ghi"));
+        assert!(matches!(
+            credentials(&h, None),
+            Ok(Some(Credential::Bearer("abc.def.ghi")))
+        ));
     }
 
     #[test]
@@ -409,7 +425,10 @@ mod tests {
             );
         }
         let h = headers(&[("authorization", "DPoP x.y.z")]);
-        assert!(matches!(credentials(&h, None), Ok(Some(Credential::DPoP(t))) if t == "x.y.z"));
+        assert!(matches!(
+            credentials(&h, None),
+            Ok(Some(Credential::DPoP("x.y.z")))
+        ));
         let h = headers(&[("authorization", "DPoP")]);
         assert!(matches!(credentials(&h, None), Err(Denial::InvalidRequest(_))));
     }
