@@ -237,6 +237,11 @@ impl Verifier {
         self.0.clock.now()
     }
 
+    /// Whether this verifier emits audit events ([`VerifierBuilder::audit`]).
+    pub fn audits(&self) -> bool {
+        self.0.audit
+    }
+
     /// The revocation store, if any.
     pub fn revocation(&self) -> Option<&Arc<dyn Revocation>> {
         self.0.revocation.as_ref()
