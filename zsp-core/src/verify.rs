@@ -699,3 +699,45 @@ pub fn algorithm_names(algs: &[Algorithm]) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(h: &Header<'_>) -> (String, Option<String>, Option<String>, bool) {
+        (
+            h.alg.to_string(),
+            h.kid.as_deref().map(str::to_owned),
+            h.typ.as_deref().map(str::to_owned),
+            h.crit.is_some(),
+        )
+    }
+
+    proptest::proptest! {
+        /// The flat fast path reads a header exactly as serde_json does, whenever it answers.
+        #[test]
+        fn flat_header_agrees_with_serde(
+            members in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["alg", "kid", "typ", "crit", "jku", "x5u"]),
+                    proptest::sample::select(vec![
+                        "\"ES256\"", "\"k-1\"", "\"at+jwt\"", "null", "7", "true", "[\"exp\"]",
+                        "{}", "\"a\\\"b\"", "-1",
+                    ]),
+                ),
+                0..6,
+            )
+        ) {
+            let body: Vec<String> = members.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            let json = format!("{{{}}}", body.join(","));
+            let serde: Result<Header<'_>, _> = serde_json::from_slice(json.as_bytes());
+            if let Some(flat) = Header::parse_flat(json.as_bytes()) {
+                let serde = serde.expect("serde_json accepts what the fast path accepts");
+                proptest::prop_assert_eq!(summary(&flat), summary(&serde));
+            }
+            let ours = Header::parse(json.as_bytes()).map(|h| summary(&h));
+            let theirs = serde_json::from_slice::<Header<'_>>(json.as_bytes()).ok().map(|h| summary(&h));
+            proptest::prop_assert_eq!(ours, theirs);
+        }
+    }
+}
