@@ -608,7 +608,7 @@ impl Verifier {
         seen: &mut Seen,
     ) -> Result<Arc<Parsed>, Denial> {
         let p = &self.0.policy;
-        let payload = crate::b64::decode(p64.as_bytes()).map_err(|_| Denial::Malformed("payload base64"))?;
+        let payload = crate::b64::decode_vec(p64.as_bytes()).ok_or(Denial::Malformed("payload base64"))?;
         let view = ClaimsView::parse(&payload).map_err(|_| Denial::Malformed("payload JSON"))?;
         check_time(view.exp, view.iat, view.nbf, now, p)?;
         match view.iss.as_deref() {
