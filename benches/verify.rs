@@ -84,7 +84,9 @@ fn ec_case(name: &'static str, issuer: TestIssuer, alg: Algorithm) -> Case {
             ParsedPublicKey::new(&sig::ED25519, zsp::core::b64::decode(x).unwrap()).unwrap(),
         )
     };
-    let verifier = Verifier::builder(policy(alg), issuer.key_set()).build();
+    let verifier = Verifier::builder(policy(alg), issuer.key_set())
+        .signature_cache(0)
+        .build();
     Case {
         name,
         token,
@@ -128,7 +130,9 @@ fn rsa_case() -> Case {
     Case {
         name: "RS256",
         token,
-        verifier: Verifier::builder(policy(Algorithm::RS256), keys.clone()).build(),
+        verifier: Verifier::builder(policy(Algorithm::RS256), keys.clone())
+            .signature_cache(0)
+            .build(),
         keys,
         jwt_key: DecodingKey::from_rsa_components(&n, &e).unwrap(),
         raw_key: Some(raw),
@@ -154,7 +158,9 @@ fn hmac_case() -> Case {
     Case {
         name: "HS256",
         token,
-        verifier: Verifier::builder(policy(Algorithm::HS256), keys.clone()).build(),
+        verifier: Verifier::builder(policy(Algorithm::HS256), keys.clone())
+            .signature_cache(0)
+            .build(),
         keys,
         jwt_key: DecodingKey::from_secret(&secret),
         raw_key: None,
@@ -238,7 +244,9 @@ fn verify_vs_floor(c: &mut Criterion) {
 
 fn denials(c: &mut Criterion) {
     let issuer = TestIssuer::es256(ISS);
-    let verifier = Verifier::builder(policy(Algorithm::ES256), issuer.key_set()).build();
+    let verifier = Verifier::builder(policy(Algorithm::ES256), issuer.key_set())
+        .signature_cache(0)
+        .build();
     let m = Method::GET;
     let facts = RequestFacts::new(&m, "/orders/42");
     let good = issuer.token(AUD, &["orders:read"]).mint().unwrap();

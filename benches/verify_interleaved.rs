@@ -67,7 +67,9 @@ fn common(alg: Algorithm, token: String, keys: KeySet, jwt_key: DecodingKey) -> 
     let mut validation = Validation::new(alg);
     validation.set_issuer(&[ISS]);
     validation.set_audience(&[AUD]);
-    let verifier = Verifier::builder(policy(alg), keys.clone()).build();
+    let verifier = Verifier::builder(policy(alg), keys.clone())
+        .signature_cache(0)
+        .build();
     let cached = Verifier::builder(policy(alg), keys)
         .signature_cache(10_000)
         .build();

@@ -40,6 +40,10 @@ use crate::replay::{MemoryReplayGuard, ReplayError, ReplayGuard};
 use crate::revoke::{Revocation, RevocationQuery, SingleUseCheck};
 use crate::sigcache::SignatureCache;
 
+/// How many verified tokens a [`Verifier`] remembers by default
+/// ([`VerifierBuilder::signature_cache`]); about 1 KiB each.
+pub const DEFAULT_SIGNATURE_CACHE: usize = 4096;
+
 /// The facts about the request a token is presented with.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestFacts<'a> {
@@ -155,10 +159,11 @@ pub struct VerifierBuilder {
 
 impl VerifierBuilder {
     /// Remembers up to `capacity` tokens whose signature verified, and skips the signature
-    /// check when the same token comes back (default 0: off). Claims, policy, revocation and
-    /// replay are still checked on every request; single-use tokens and routes never use it.
-    /// Worth it when callers reuse a token for many requests (the usual cached outbound
-    /// token): the signature dominates the cost of a verify.
+    /// check when the same token comes back (default [`DEFAULT_SIGNATURE_CACHE`]; 0 turns it
+    /// off). Time claims, route rules, revocation and replay are still checked on every
+    /// request; single-use tokens and routes never use it. Callers reuse a token for many
+    /// requests (the usual cached outbound token), and the signature is almost all of a
+    /// verify's cost: a hit costs a fraction of a microsecond instead of tens.
     pub fn signature_cache(mut self, capacity: usize) -> Self {
         self.signature_cache = capacity;
         self
@@ -223,7 +228,7 @@ impl Verifier {
             revocation: None,
             clock: crate::clock::system(),
             audit: true,
-            signature_cache: 0,
+            signature_cache: DEFAULT_SIGNATURE_CACHE,
         }
     }
 
