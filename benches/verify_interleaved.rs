@@ -6,8 +6,13 @@
 //!
 //! `cargo bench --bench verify_interleaved` (`ZSP_IL_ROUNDS`, default 40; `ZSP_IL_BATCH_MS`,
 //! default 25 ms per variant per round).
+//!
+//! The same treatment for the memory replay guard at 1 and 2 threads: each round times a batch
+//! of first-use checks on one thread and the same number split over two, each on a fresh guard,
+//! alternating which goes first; the figure is the median of the per-round ratios.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::signature::{self as sig, KeyPair as _, ParsedPublicKey, UnparsedPublicKey};
@@ -16,7 +21,7 @@ use http::Method;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::json;
 use zsp::core::testing::TestIssuer;
-use zsp::core::{KeySet, Policy, RequestFacts, RouteRule, Verifier, VerifyingKey};
+use zsp::core::{KeySet, MemoryReplayGuard, Policy, RequestFacts, RouteRule, Verifier, VerifyingKey};
 
 const ISS: &str = "https://bench.issuer";
 const AUD: &str = "bench-api";
@@ -234,6 +239,54 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// Wall time per first-use check of `ids` on a fresh guard, split over `threads` threads.
+fn replay_batch(ids: &[String], threads: usize) -> f64 {
+    let guard = Arc::new(MemoryReplayGuard::new(2 * ids.len()));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let guard = guard.clone();
+            s.spawn(move || {
+                for id in ids.iter().skip(t).step_by(threads) {
+                    black_box(guard.check(id, 1_000, 2_000_000).ok());
+                }
+            });
+        }
+    });
+    start.elapsed().as_nanos() as f64 / ids.len() as f64
+}
+
+fn replay_rounds(rounds: usize) {
+    let ids: Vec<String> = (0..200_000u32)
+        .map(|i| format!("jti-{i:08}-abcdefghijklmnop"))
+        .collect();
+    replay_batch(&ids, 1);
+    replay_batch(&ids, 2);
+    let (mut one, mut two, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let (a, b) = if r % 2 == 0 {
+            let a = replay_batch(&ids, 1);
+            (a, replay_batch(&ids, 2))
+        } else {
+            let b = replay_batch(&ids, 2);
+            (replay_batch(&ids, 1), b)
+        };
+        one.push(a);
+        two.push(b);
+        ratio.push(b / a);
+    }
+    println!();
+    println!(
+        "MemoryReplayGuard first use, {} ids per batch, fresh guard per batch, {rounds} rounds:",
+        ids.len()
+    );
+    println!();
+    println!("| threads | median ns per check (wall) | 2 threads ÷ 1 thread (median of per-round ratios) |");
+    println!("|---|---:|---:|");
+    println!("| 1 | {:.1} | |", median(one));
+    println!("| 2 | {:.1} | {:.3}× |", median(two), median(ratio));
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
@@ -299,4 +352,5 @@ fn main() {
             );
         }
     }
+    replay_rounds(rounds);
 }
