@@ -561,3 +561,72 @@ async fn plain_tower_service_wrapped_by_the_layer() {
         .unwrap();
     assert_problem(resp, 403).await;
 }
+
+/// A writer the test can read back.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn json_lines_audit_sink_records_every_decision_without_the_token() {
+    let issuer = TestIssuer::es256(ISS);
+    let out = SharedBuf::default();
+    let audit = Arc::new(zsp::core::JsonLinesAudit::new(out.clone()));
+    let verifier = Verifier::builder(policy(), issuer.key_set())
+        .audit_sink(audit.clone())
+        .build();
+    let base = serve(app(verify_layer(verifier))).await;
+    let http = reqwest::Client::new();
+    let good = issuer
+        .token(AUD, &["orders:read"])
+        .subject("svc-a")
+        .mint()
+        .unwrap();
+    let weak = issuer.token(AUD, &["nothing"]).mint().unwrap();
+    for (token, status) in [
+        (Some(&good), 200),
+        (None, 401),
+        (Some(&weak), 403),
+        (Some(&good), 200),
+    ] {
+        let mut req = http.get(format!("{base}/orders/7"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        assert_eq!(req.send().await.unwrap().status().as_u16(), status);
+    }
+    audit.flush().unwrap();
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        !text.contains(&good) && !text.contains(&weak),
+        "a token reached the audit log"
+    );
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let summary: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|v| (v["decision"].as_str().unwrap(), v["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("allow", "ok"),
+            ("deny", "missing_token"),
+            ("deny", "insufficient_scope"),
+            ("allow", "ok"),
+        ]
+    );
+    assert_eq!(lines[0]["sub"], "svc-a");
+    assert_eq!(lines[0]["route"], "/orders/{id}");
+    assert_eq!(lines[0]["scopes"], "orders:read");
+    assert_eq!(lines[0]["method"], "GET");
+    assert!(lines[0]["ts_ms"].as_u64().unwrap() > 1_600_000_000_000);
+}

@@ -1,9 +1,19 @@
-//! One audit event per decision, through `tracing` with target `zsp::audit`.
+//! One audit event per decision: by default through `tracing` with target `zsp::audit`, or to
+//! an [`AuditSink`] of your own ([`crate::VerifierBuilder::audit_sink`]), such as
+//! [`JsonLinesAudit`].
 //!
-//! Route audit events to their own sink with a target filter, e.g. with tracing-subscriber:
-//! `EnvFilter::new("zsp::audit=info")` on a dedicated layer. Events carry the decision, the
-//! internal reason, iss, sub, client_id, jti, method, route template, scopes and the time the
-//! decision took; never the token (DESIGN invariant 6).
+//! Route tracing audit events to their own sink with a target filter, e.g. with
+//! tracing-subscriber: `EnvFilter::new("zsp::audit=info")` on a dedicated layer. Events carry
+//! the decision, the internal reason, iss, sub, client_id, jti, method, route template, scopes
+//! and the time the decision took; never the token (DESIGN invariant 6).
+//!
+//! Cost: a tracing event goes through the subscriber's generic field formatting; with
+//! tracing-subscriber's `fmt` layer that (with the request span it sits in) is a couple of
+//! microseconds per request, more than everything else the verifier does for a token it has
+//! seen before. [`JsonLinesAudit`] writes the same record as one JSON line for a fraction of
+//! that (see BENCHMARKS.md).
+
+pub use crate::audit_log::JsonLinesAudit;
 
 use tracing::info;
 
@@ -50,6 +60,15 @@ pub struct AuditEvent<'a> {
     pub scopes: Option<&'a str>,
     /// Time the decision took, in microseconds.
     pub elapsed_us: u64,
+}
+
+/// Where a verifier's audit events go, instead of `tracing`.
+///
+/// Called once per decision, on the request's task: keep it short (format into a buffer, hand
+/// off to a channel) and never block on I/O for long.
+pub trait AuditSink: Send + Sync + std::fmt::Debug + 'static {
+    /// Records one decision.
+    fn record(&self, event: &AuditEvent<'_>);
 }
 
 impl AuditEvent<'_> {

@@ -96,6 +96,15 @@ impl Parsed {
         self.scopes.get_or_init(|| self.registered().scopes())
     }
 
+    /// The scopes in their display form (`scope` and `scp` merged, sorted, space-separated),
+    /// without building a [`ScopeSet`] when the token already carries them that way.
+    pub(crate) fn scope_text(&self) -> std::borrow::Cow<'_, str> {
+        match self.text(&self.fields.scope) {
+            Some(s) if self.fields.scope_canonical => s.into(),
+            _ => self.scopes().to_string().into(),
+        }
+    }
+
     /// Whether the token grants `scope`; reads the `scope` text in place unless `scp` is
     /// there too.
     pub(crate) fn has_scope(&self, scope: &str) -> bool {
@@ -136,16 +145,6 @@ impl Grant {
 
     pub(crate) fn parsed(&self) -> &Parsed {
         &self.parsed
-    }
-
-    /// The scopes in their display form (`scope` and `scp` merged, sorted, space-separated),
-    /// without building a [`ScopeSet`] when the token already carries them that way.
-    pub(crate) fn scope_text(&self) -> std::borrow::Cow<'_, str> {
-        let p = self.parsed();
-        match p.text(&p.fields.scope) {
-            Some(s) if p.fields.scope_canonical => s.into(),
-            _ => self.scopes().to_string().into(),
-        }
     }
 
     /// The registered claims (parsed from the verified payload on first use).

@@ -37,6 +37,7 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+mod audit_log;
 pub mod b64;
 pub mod claims;
 mod claims_view;
@@ -60,7 +61,7 @@ mod sigcache;
 pub mod testing;
 pub mod verify;
 
-pub use audit::{AuditDecision, AuditEvent};
+pub use audit::{AuditDecision, AuditEvent, AuditSink, JsonLinesAudit};
 pub use claims::{Actor, Audience, Claims, Confirmation, ScopeSet};
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use denial::Denial;

@@ -274,7 +274,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
-        // The span is the audit event's context: none without audit. No fields: the event
+        // The span is the tracing audit event's context: none without it. No fields: the event
         // carries the method and route, and formatting span fields costs every request.
         let span = if config.verifier.audits() {
             tracing::info_span!(target: "zsp::verify", "zsp.verify")
@@ -296,7 +296,7 @@ where
                         Outcome::Deny(denial, None)
                     }
                     Ok(None) if config.anonymous => {
-                        AuditEvent {
+                        verifier.record(&AuditEvent {
                             decision: AuditDecision::Allow,
                             reason: "anonymous",
                             iss: None,
@@ -307,8 +307,7 @@ where
                             route: None,
                             scopes: None,
                             elapsed_us: 0,
-                        }
-                        .emit();
+                        });
                         Outcome::Anonymous
                     }
                     Ok(None) => {

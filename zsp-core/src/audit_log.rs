@@ -1,0 +1,250 @@
+//! [`JsonLinesAudit`]: the audit record as one JSON object per line, written to any
+//! `io::Write` (a file of its own, usually).
+//!
+//! The line is formatted by hand into a reused buffer (no generic field machinery), which is
+//! what makes it cheap; strings are escaped as RFC 8259 requires, so a claim can never break
+//! out of its field or its line.
+
+use std::io::{BufWriter, Write};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::audit::{AuditEvent, AuditSink};
+
+/// Writes each audit event as one JSON line through a buffered writer.
+///
+/// Lines are buffered (8 KiB): call [`flush`](Self::flush) at shutdown, or drop the sink,
+/// to write out the rest.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use zsp_core::audit::{AuditDecision, AuditEvent, AuditSink, JsonLinesAudit};
+///
+/// #[derive(Clone, Default)]
+/// struct Shared(Arc<Mutex<Vec<u8>>>);
+/// impl std::io::Write for Shared {
+///     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+///         self.0.lock().unwrap().extend_from_slice(b);
+///         Ok(b.len())
+///     }
+///     fn flush(&mut self) -> std::io::Result<()> { Ok(()) }
+/// }
+///
+/// let out = Shared::default();
+/// let audit = JsonLinesAudit::new(out.clone());
+/// audit.record(&AuditEvent {
+///     decision: AuditDecision::Allow, reason: "ok", iss: Some("https://broker"),
+///     sub: Some("svc-a"), client_id: None, jti: Some("j-1"), method: "GET",
+///     route: Some("/orders/{id}"), scopes: Some("orders:read"), elapsed_us: 3,
+/// });
+/// audit.flush().unwrap();
+/// let line = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+/// let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+/// assert_eq!(v["decision"], "allow");
+/// assert_eq!(v["route"], "/orders/{id}");
+/// assert!(v.get("client_id").is_none());
+/// // With a verifier: Verifier::builder(policy, keys).audit_sink(Arc::new(audit))
+/// ```
+pub struct JsonLinesAudit<W: Write + Send + 'static> {
+    out: Mutex<(BufWriter<W>, Vec<u8>)>,
+}
+
+impl<W: Write + Send + 'static> std::fmt::Debug for JsonLinesAudit<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonLinesAudit").finish_non_exhaustive()
+    }
+}
+
+impl<W: Write + Send + 'static> JsonLinesAudit<W> {
+    /// Audit lines to `out`, buffered.
+    pub fn new(out: W) -> Self {
+        Self {
+            out: Mutex::new((BufWriter::with_capacity(8 * 1024, out), Vec::with_capacity(512))),
+        }
+    }
+
+    /// Writes out buffered lines.
+    pub fn flush(&self) -> std::io::Result<()> {
+        self.out.lock().unwrap_or_else(|p| p.into_inner()).0.flush()
+    }
+}
+
+impl<W: Write + Send + 'static> AuditSink for JsonLinesAudit<W> {
+    fn record(&self, event: &AuditEvent<'_>) {
+        let now = unix_millis();
+        let mut guard = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let (out, line) = &mut *guard;
+        line.clear();
+        event.write_json_line(line, now);
+        // An audit write that fails cannot undo the decision; it is reported, not raised.
+        if let Err(e) = out.write_all(line) {
+            tracing::warn!(target: "zsp::verify", error = %e, "audit sink write failed");
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> Drop for JsonLinesAudit<W> {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+pub(crate) fn unix_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+impl AuditEvent<'_> {
+    /// Appends the event as one JSON object and a newline; absent fields are left out.
+    pub(crate) fn write_json_line(&self, out: &mut Vec<u8>, ts_ms: u128) {
+        out.extend_from_slice(b"{\"ts_ms\":");
+        decimal(out, ts_ms);
+        field(out, "decision", Some(self.decision.as_str()));
+        field(out, "reason", Some(self.reason));
+        field(out, "iss", self.iss);
+        field(out, "sub", self.sub);
+        field(out, "client_id", self.client_id);
+        field(out, "jti", self.jti);
+        field(out, "method", Some(self.method));
+        field(out, "route", self.route);
+        field(out, "scopes", self.scopes);
+        out.extend_from_slice(b",\"elapsed_us\":");
+        decimal(out, u128::from(self.elapsed_us));
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+fn decimal(out: &mut Vec<u8>, mut n: u128) {
+    let mut digits = [0u8; 39];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+fn field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+    let Some(value) = value else { return };
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    escape_into(out, value);
+    out.push(b'"');
+}
+
+/// Bytes JSON (RFC 8259 §7) needs escaped in a string, plus DEL (terminal safety).
+const ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[0x7f] = true;
+    t
+};
+
+/// RFC 8259 §7: `"`, `\` and control characters escaped; everything else as it is (UTF-8).
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    let mut rest = s.as_bytes();
+    // Claims almost never need escaping: copy runs of plain bytes whole.
+    while let Some(i) = rest.iter().position(|&b| ESCAPE[usize::from(b)]) {
+        out.extend_from_slice(&rest[..i]);
+        let b = rest[i];
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+        }
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditDecision;
+
+    fn event<'a>(sub: Option<&'a str>) -> AuditEvent<'a> {
+        AuditEvent {
+            decision: AuditDecision::Deny,
+            reason: "bad_signature",
+            iss: Some("https://i"),
+            sub,
+            client_id: None,
+            jti: None,
+            method: "POST",
+            route: None,
+            scopes: None,
+            elapsed_us: 12,
+        }
+    }
+
+    #[test]
+    fn hostile_claims_stay_inside_their_field_and_line() {
+        let nasty = "a\"b\\c\nd\u{1b}[31m\u{7f}é";
+        let mut line = Vec::new();
+        event(Some(nasty)).write_json_line(&mut line, 1_700_000_000_000);
+        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert!(!line.contains(&0x1b));
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["sub"], nasty);
+        assert_eq!(v["ts_ms"], 1_700_000_000_000u64);
+        assert_eq!(v["elapsed_us"], 12);
+        assert!(v.get("jti").is_none());
+    }
+
+    #[test]
+    fn lines_are_buffered_until_flushed_or_dropped() {
+        #[derive(Clone, Default)]
+        struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Shared::default();
+        let audit = JsonLinesAudit::new(out.clone());
+        audit.record(&event(Some("s")));
+        audit.record(&event(None));
+        assert!(out.0.lock().unwrap().is_empty());
+        drop(audit);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 2);
+    }
+
+    proptest::proptest! {
+        /// Whatever a claim holds, the line parses back to exactly that claim.
+        #[test]
+        fn any_claim_round_trips(sub in "\\PC*|[\\x00-\\x7f]*") {
+            let mut line = Vec::new();
+            event(Some(&sub)).write_json_line(&mut line, 1);
+            let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            proptest::prop_assert_eq!(v["sub"].as_str(), Some(sub.as_str()));
+            proptest::prop_assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
+        }
+    }
+}
