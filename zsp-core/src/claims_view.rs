@@ -292,16 +292,17 @@ pub(crate) enum Text {
 
 impl Text {
     /// Remembers `value`, a string parsed from `payload`.
-    pub(crate) fn of(payload: &[u8], value: Option<&Str<'_>>) -> Text {
+    pub(crate) fn of(payload: &str, value: Option<&Str<'_>>) -> Text {
         match value.map(|s| &s.0) {
             None => Text::None,
             Some(Cow::Borrowed(s)) => {
-                // serde_json hands out borrowed strings only as sub-slices of its input.
+                // serde_json and the flat scanner hand out borrowed strings only as sub-slices
+                // of their input.
                 let base = payload.as_ptr() as usize;
                 let start = (s.as_ptr() as usize).wrapping_sub(base);
                 let end = start.wrapping_add(s.len());
                 match (u32::try_from(start), u32::try_from(end)) {
-                    (Ok(a), Ok(b)) if end <= payload.len() && start <= end => Text::Range(a, b),
+                    (Ok(a), Ok(b)) if payload.get(start..end) == Some(*s) => Text::Range(a, b),
                     _ => Text::Owned((*s).into()),
                 }
             }
@@ -310,12 +311,10 @@ impl Text {
     }
 
     /// The text, read from `payload` for a range.
-    pub(crate) fn get<'a>(&'a self, payload: &'a [u8]) -> Option<&'a str> {
+    pub(crate) fn get<'a>(&'a self, payload: &'a str) -> Option<&'a str> {
         match self {
             Text::None => None,
-            Text::Range(a, b) => payload
-                .get(*a as usize..*b as usize)
-                .and_then(|b| std::str::from_utf8(b).ok()),
+            Text::Range(a, b) => payload.get(*a as usize..*b as usize),
             Text::Owned(s) => Some(s),
         }
     }
@@ -327,8 +326,8 @@ mod tests {
 
     #[test]
     fn borrows_plain_strings_and_copies_escaped_ones() {
-        let payload = br#"{"iss":"https://i","sub":"a\"b","aud":["x","y"],"scp":["s1"],"scope":"s2 s3"}"#;
-        let v = ClaimsView::parse(payload).unwrap();
+        let payload = r#"{"iss":"https://i","sub":"a\"b","aud":["x","y"],"scp":["s1"],"scope":"s2 s3"}"#;
+        let v = ClaimsView::parse(payload.as_bytes()).unwrap();
         assert!(matches!(
             v.iss.as_ref().map(|s| &s.0),
             Some(Cow::Borrowed("https://i"))

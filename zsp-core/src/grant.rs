@@ -30,7 +30,7 @@ pub(crate) struct Fields {
 }
 
 impl Fields {
-    pub(crate) fn of(payload: &[u8], v: &ClaimsView<'_>) -> Fields {
+    pub(crate) fn of(payload: &str, v: &ClaimsView<'_>) -> Fields {
         Fields {
             iss: Text::of(payload, v.iss.as_ref()),
             sub: Text::of(payload, v.sub.as_ref()),
@@ -61,14 +61,14 @@ fn is_canonical(scope: &str) -> bool {
 /// grant made from the same token (the signature cache hands it out again on a hit).
 pub(crate) struct Parsed {
     pub token: Box<str>,
-    pub payload: Vec<u8>,
+    pub payload: String,
     pub fields: Fields,
     claims: OnceLock<Claims>,
     scopes: OnceLock<ScopeSet>,
 }
 
 impl Parsed {
-    pub(crate) fn new(token: &str, payload: Vec<u8>, fields: Fields) -> Self {
+    pub(crate) fn new(token: &str, payload: String, fields: Fields) -> Self {
         Parsed {
             token: token.into(),
             payload,
@@ -86,7 +86,7 @@ impl Parsed {
         self.claims.get_or_init(|| {
             // The verifier parsed these very bytes with the same parser before granting, and
             // parsing is deterministic: the fallback is unreachable (and would grant nothing).
-            ClaimsView::parse(&self.payload)
+            ClaimsView::parse(self.payload.as_bytes())
                 .map(ClaimsView::into_claims)
                 .unwrap_or_default()
         })
@@ -222,12 +222,12 @@ impl Grant {
     /// # }
     /// ```
     pub fn claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.parsed.payload)
+        serde_json::from_str(&self.parsed.payload)
     }
     /// One claim by name, typed; `None` if absent or of another type.
     pub fn claim<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
         let map: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&self.parsed.payload).ok()?;
+            serde_json::from_str(&self.parsed.payload).ok()?;
         map.get(name).and_then(|v| T::deserialize(v).ok())
     }
     /// The access token itself, for token exchange (RFC 8693 `subject_token`). It is a

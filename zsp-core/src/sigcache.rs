@@ -4,9 +4,9 @@
 //! * an entry counts only for the very token that verified: the whole compact token is compared
 //!   byte for byte, which no part can be swapped past and which, unlike a digest, has no
 //!   collisions at all. Entries are found by a keyed hash (SipHash with a random key per
-//!   cache) of the signature segment: hashing those few dozen bytes instead of a SHA-256 of the
-//!   whole token saves most of a hit's cost, and since only fully verified tokens are ever
-//!   inserted and the key is secret, no one can crowd a bucket;
+//!   cache) of the token's last bytes, which are signature bytes: hashing those instead of a
+//!   SHA-256 of the whole token saves most of a hit's cost, and since only fully verified
+//!   tokens are ever inserted and the key is secret, no one can crowd a bucket;
 //! * an entry remembers the exact key object that verified it, and counts only while the key
 //!   set still resolves the token's `kid` to that same key (a rotated-out or replaced key
 //!   invalidates its entries);
@@ -75,11 +75,12 @@ impl SignatureCache {
         }
     }
 
-    /// Where `token` is filed: a keyed hash of its signature segment (the bytes after the
-    /// last dot, the whole token if it has none).
+    /// Where `token` is filed: a keyed hash of its last 24 bytes, which lie in the signature
+    /// of any real token (a signature is at least 43 characters): for tokens that verified,
+    /// effectively random, and for anything else never trusted, only compared in full.
     pub(crate) fn slot(&self, token: &str) -> u64 {
-        let signature = token.rsplit_once('.').map_or(token, |(_, s)| s);
-        self.hasher.hash_one(signature)
+        let b = token.as_bytes();
+        self.hasher.hash_one(&b[b.len().saturating_sub(24)..])
     }
 
     fn shard(&self, slot: u64) -> &Shard {
@@ -140,7 +141,7 @@ mod tests {
     use jsonwebtoken::Algorithm;
 
     fn parsed(token: &str) -> Arc<Parsed> {
-        Arc::new(Parsed::new(token, Vec::new(), Fields::default()))
+        Arc::new(Parsed::new(token, String::new(), Fields::default()))
     }
 
     fn put(c: &SignatureCache, token: &str, key: &VerifyingKey, named: bool, until: UnixTime) {

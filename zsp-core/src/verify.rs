@@ -542,9 +542,9 @@ impl Verifier {
         cache: Option<(&SignatureCache, u64)>,
     ) -> Result<Arc<Parsed>, Denial> {
         let malformed = Denial::Malformed("not a compact JWS");
-        let (h64, rest) = token.split_once('.').ok_or(malformed.clone())?;
-        let (p64, s64) = rest.split_once('.').ok_or(malformed.clone())?;
-        if s64.contains('.') {
+        let (h64, rest) = split_dot(token).ok_or(malformed.clone())?;
+        let (p64, s64) = split_dot(rest).ok_or(malformed.clone())?;
+        if memchr::memchr(b'.', s64.as_bytes()).is_some() {
             return Err(malformed);
         }
         if h64.is_empty() || p64.is_empty() {
@@ -637,7 +637,10 @@ impl Verifier {
     ) -> Result<Arc<Parsed>, Denial> {
         let p = &self.0.policy;
         let payload = crate::b64::decode_vec(p64.as_bytes()).ok_or(Denial::Malformed("payload base64"))?;
-        let view = ClaimsView::parse(&payload).map_err(|_| Denial::Malformed("payload JSON"))?;
+        // JSON text is UTF-8 (RFC 8259 §8.1); checked once here, so the grant reads its claims
+        // as text without checking again.
+        let payload = String::from_utf8(payload).map_err(|_| Denial::Malformed("payload JSON"))?;
+        let view = ClaimsView::parse(payload.as_bytes()).map_err(|_| Denial::Malformed("payload JSON"))?;
         check_time(view.exp, view.iat, view.nbf, now, p)?;
         match view.iss.as_deref() {
             None => return Err(Denial::MissingClaim("iss")),
@@ -673,6 +676,12 @@ enum KeyLookup<'k> {
     Found(&'k VerifyingKey, bool),
     /// Not in the current (dynamic) set, or there is no set yet.
     Missing { kid: Option<String>, alg: Algorithm },
+}
+
+/// Splits at the first `.` (a SIMD search: tokens are hundreds of bytes).
+fn split_dot(s: &str) -> Option<(&str, &str)> {
+    let i = memchr::memchr(b'.', s.as_bytes())?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
 }
 
 fn check_typ(typ: Option<&str>, require_at_jwt: bool) -> Result<(), Denial> {

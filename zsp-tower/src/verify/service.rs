@@ -68,15 +68,17 @@ fn credentials<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<Option
         .ok_or(Denial::InvalidRequest(
             "Authorization header is not visible ASCII",
         ))?;
+    // The scheme is a few bytes; the token is hundreds, searched for spaces with SIMD.
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     let token = rest.trim_matches(' ');
+    let malformed = token.is_empty() || memchr::memchr(b' ', token.as_bytes()).is_some();
     if scheme.eq_ignore_ascii_case("bearer") {
-        if token.is_empty() || token.contains(' ') {
+        if malformed {
             return Err(Denial::InvalidRequest("malformed Bearer credentials"));
         }
         Ok(Some(Credential::Bearer(token)))
     } else if scheme.eq_ignore_ascii_case("dpop") {
-        if token.is_empty() || token.contains(' ') {
+        if malformed {
             return Err(Denial::InvalidRequest("malformed DPoP credentials"));
         }
         Ok(Some(Credential::DPoP(token)))
