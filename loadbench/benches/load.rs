@@ -13,13 +13,15 @@
 //! JWKS file, iss + aud + exp, ES256 only); (4) zsp `VerifyLayer` ES256 with a scope rule and
 //! audit on; (5) zsp EdDSA, same policy; (6) zsp with the route single-use and the memory
 //! replay guard, every request a fresh token; (7) zsp ES256 with the verified-signature cache,
-//! one reused token. An extra (8), not in the list, is (7) with audit off, to show
-//! what the audit event costs once the signature is out of the way.
+//! one reused token. Extras, not in the list: (8) is (7) with audit off, to show what
+//! the audit event costs once the signature is out of the way; (9) and (10) are (4) and (7)
+//! with the audit events going to zsp's `JsonLinesAudit` sink (also written to
+//! `std::io::sink()`) instead of through tracing.
 //!
 //! Processes: `cargo bench` starts this binary (the launcher), which re-executes itself under
 //! `taskset -c $ZSP_LOAD_CLIENT_CPU` (default 1) as the load generator; the generator starts one
 //! server process per variant under `taskset -c $ZSP_LOAD_SERVER_CPU` (default 0). All servers
-//! live for the whole run (idle ones cost nothing); rounds go 1..8, repeated, each for a fixed
+//! live for the whole run (idle ones cost nothing); rounds go 1..10, repeated, each for a fixed
 //! time with a fixed number of keep-alive connections, one request in flight per connection
 //! (closed loop, like wrk). Servers exit when their stdin closes, so none outlives the run.
 //!
@@ -71,10 +73,12 @@ enum Variant {
     ZspSingleUse = 6,
     ZspSigCache = 7,
     ZspSigCacheNoAudit = 8,
+    ZspEs256JsonAudit = 9,
+    ZspSigCacheJsonAudit = 10,
 }
 
 impl Variant {
-    const ALL: [Variant; 8] = [
+    const ALL: [Variant; 10] = [
         Variant::NoAuth,
         Variant::Jsonwebtoken,
         Variant::JwtAuthorizer,
@@ -83,6 +87,8 @@ impl Variant {
         Variant::ZspSingleUse,
         Variant::ZspSigCache,
         Variant::ZspSigCacheNoAudit,
+        Variant::ZspEs256JsonAudit,
+        Variant::ZspSigCacheJsonAudit,
     ];
 
     fn id(self) -> usize {
@@ -103,6 +109,8 @@ impl Variant {
             Variant::ZspSingleUse => "zsp ES256 single-use + memory replay",
             Variant::ZspSigCache => "zsp ES256 + signature cache, reused token",
             Variant::ZspSigCacheNoAudit => "extra: (7) with audit off",
+            Variant::ZspEs256JsonAudit => "extra: (4) with audit to JsonLinesAudit",
+            Variant::ZspSigCacheJsonAudit => "extra: (7) with audit to JsonLinesAudit",
         }
     }
 
@@ -261,9 +269,18 @@ fn zsp_app(variant: Variant, jwks: &[u8], hello: Router) -> Router {
     }
     // The cache is on by default; (4)–(6) measure the signature check itself.
     builder = builder.signature_cache(match variant {
-        Variant::ZspSigCache | Variant::ZspSigCacheNoAudit => SIG_CACHE_ENTRIES,
+        Variant::ZspSigCache | Variant::ZspSigCacheNoAudit | Variant::ZspSigCacheJsonAudit => {
+            SIG_CACHE_ENTRIES
+        }
         _ => 0,
     });
+    if matches!(
+        variant,
+        Variant::ZspEs256JsonAudit | Variant::ZspSigCacheJsonAudit
+    ) {
+        // Same destination as the tracing variants' fmt layer: formatted, then written nowhere.
+        builder = builder.audit_sink(Arc::new(zsp::core::JsonLinesAudit::new(std::io::sink())));
+    }
     if variant == Variant::ZspSigCacheNoAudit {
         builder = builder.audit(false);
     }
@@ -949,6 +966,18 @@ fn report(variants: &[Variant], results: &[Vec<Round>], rounds: usize, secs: f64
         true,
     );
     check(
+        "zsp ES256, JSON-lines audit (9) req/s vs jwt-authorizer (3)",
+        pair(Variant::ZspEs256JsonAudit, Variant::JwtAuthorizer, |s| s.rps),
+        1.06,
+        true,
+    );
+    check(
+        "zsp signature cache, JSON-lines audit (10) req/s vs no auth (1)",
+        pair(Variant::ZspSigCacheJsonAudit, Variant::NoAuth, |s| s.rps),
+        0.85,
+        true,
+    );
+    check(
         "zsp ES256 (4) p99 vs jwt-authorizer (3) p99",
         pair(Variant::ZspEs256, Variant::JwtAuthorizer, |s| s.p99),
         1.0,
@@ -971,6 +1000,18 @@ fn report(variants: &[Variant], results: &[Vec<Round>], rounds: usize, secs: f64
     check(
         "by server CPU per request: zsp signature cache (7) vs no auth (1)",
         pair(Variant::ZspSigCache, Variant::NoAuth, per_cpu),
+        0.85,
+        true,
+    );
+    check(
+        "by server CPU per request: zsp ES256, JSON-lines audit (9) vs jwt-authorizer (3)",
+        pair(Variant::ZspEs256JsonAudit, Variant::JwtAuthorizer, per_cpu),
+        1.06,
+        true,
+    );
+    check(
+        "by server CPU per request: zsp signature cache, JSON-lines audit (10) vs no auth (1)",
+        pair(Variant::ZspSigCacheJsonAudit, Variant::NoAuth, per_cpu),
         0.85,
         true,
     );
