@@ -89,16 +89,16 @@ impl<W: Write + Send + 'static> Drop for JsonLinesAudit<W> {
     }
 }
 
-pub(crate) fn unix_millis() -> u128 {
+pub(crate) fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
+        .map(|d| d.as_secs().saturating_mul(1000) + u64::from(d.subsec_millis()))
         .unwrap_or(0)
 }
 
 impl AuditEvent<'_> {
     /// Appends the event as one JSON object and a newline; absent fields are left out.
-    pub(crate) fn write_json_line(&self, out: &mut Vec<u8>, ts_ms: u128) {
+    pub(crate) fn write_json_line(&self, out: &mut Vec<u8>, ts_ms: u64) {
         out.extend_from_slice(b"{\"ts_ms\":");
         decimal(out, ts_ms);
         field(out, "decision", Some(self.decision.as_str()));
@@ -111,13 +111,13 @@ impl AuditEvent<'_> {
         field(out, "route", self.route);
         field(out, "scopes", self.scopes);
         out.extend_from_slice(b",\"elapsed_us\":");
-        decimal(out, u128::from(self.elapsed_us));
+        decimal(out, self.elapsed_us);
         out.extend_from_slice(b"}\n");
     }
 }
 
-fn decimal(out: &mut Vec<u8>, mut n: u128) {
-    let mut digits = [0u8; 39];
+fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
         i -= 1;

@@ -334,7 +334,6 @@ where
                         };
                         let headers = req.headers();
                         let dpop = config.dpop.as_ref();
-                        let now = verifier.now();
                         let htu = &htu;
                         // The proof is checked inside the verifier, after revocation and before
                         // the replay guard, so a request with a bad proof never burns a
@@ -342,7 +341,7 @@ where
                         let check = |grant: Grant| async move {
                             match dpop {
                                 Some(dpop) => dpop
-                                    .verify_presentation(scheme, &grant, headers, method, htu, now)
+                                    .verify_presentation(scheme, &grant, headers, method, htu, verifier.now())
                                     .await
                                     .map(|_| ()),
                                 // RFC 9449 §7.2 holds even where DPoP is not configured: a bound
