@@ -2,11 +2,11 @@
 # Runs the benchmarks behind BENCHMARKS.md and prints what the write-up needs.
 #
 #   benches/run_load.sh            # load bench only (one command: cargo bench --manifest-path loadbench/Cargo.toml)
-#   benches/run_load.sh --all      # plus the interleaved verify ratios and the criterion suites,
+#   benches/run_load.sh --all      # plus the interleaved verify ratios (and replay 1 vs 2 threads) and the criterion suites,
 #                                  # then a table of the criterion medians
 #
 # Knobs for the load bench (defaults in brackets): ZSP_LOAD_SECS [3], ZSP_LOAD_ROUNDS [5],
-# ZSP_LOAD_CONNS [32], ZSP_LOAD_WARMUP_SECS [1], ZSP_LOAD_VARIANTS [1,2,3,4,5,6,7,8],
+# ZSP_LOAD_CONNS [32], ZSP_LOAD_WARMUP_SECS [1], ZSP_LOAD_VARIANTS [1,2,...,10],
 # ZSP_LOAD_SERVER_CPU [0], ZSP_LOAD_CLIENT_CPU [1], ZSP_LOAD_SINGLE_USE_RATE [25000].
 set -euo pipefail
 cd "$(dirname "$0")/.."
