@@ -19,6 +19,7 @@
 //! | `ZSP_SINGLE_USE` | `writes`: POST and DELETE tokens are single-use; `all`: every token | `writes` |
 //! | `ZSP_PUBLIC_URL` | externally visible base URL (DPoP `htu`) | `http://` + listen address |
 //! | `ZSP_DPOP` | `optional`: DPoP-bound tokens need a valid proof, unbound bearer tokens are accepted; `required`: only DPoP-bound tokens | `optional` |
+//! | `ZSP_AUDIT_FILE` | append one JSON line per authorization decision to this file (`JsonLinesAudit`) instead of the `zsp::audit` tracing events | unset: tracing |
 //!
 //! Routes: `GET /health` (no auth); `GET /orders`, `GET /orders/{id}` (scope `orders:read`);
 //! `POST /orders` (scope `orders:write`, single use, 201); `DELETE /orders/{id}` (scope
@@ -110,7 +111,18 @@ async fn run() -> Result<(), String> {
     .rsa_default(policy.rsa_default())
     .build()
     .map_err(|e| format!("JWKS: {e}"))?;
-    let verifier = Verifier::builder(policy, std::sync::Arc::new(jwks)).build();
+    let mut verifier = Verifier::builder(policy, std::sync::Arc::new(jwks));
+    if let Some(path) = env("ZSP_AUDIT_FILE") {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("ZSP_AUDIT_FILE {path}: {e}"))?;
+        // Unbuffered: a killed server keeps every line it wrote.
+        let audit = zsp::core::JsonLinesAudit::with_buffer(file, 0);
+        verifier = verifier.audit_sink(std::sync::Arc::new(audit));
+    }
+    let verifier = verifier.build();
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await

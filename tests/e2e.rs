@@ -487,6 +487,55 @@ async fn spawn_api(
     (child, addr)
 }
 
+/// `ZSP_AUDIT_FILE`: the api example appends one JSON line per decision, written at once.
+#[tokio::test]
+async fn api_example_writes_json_audit_lines_to_zsp_audit_file() {
+    let Some(api_bin) = example_binary("api") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the api example binary was not built"
+        );
+        eprintln!("skipped: the api example binary is not built (cargo test builds it)");
+        return;
+    };
+    let issuer = TestIssuer::ed25519("https://idp.independent.test");
+    let jwks_doc = issuer.jwks();
+    let jwks_url =
+        serve(Router::new().route("/keys", get(move || async move { axum::Json(jwks_doc) }))).await;
+    let path = std::env::temp_dir().join(format!("zsp-audit-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let path_str = path.to_str().unwrap().to_owned();
+    let (mut child, addr) = spawn_api(&api_bin, &jwks_url, &[("ZSP_AUDIT_FILE", &path_str)]).await;
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let read = issuer
+        .token("orders-api", &["orders:read"])
+        .subject("svc-audit")
+        .mint()
+        .unwrap();
+    let ok = http
+        .get(format!("{base}/orders/7"))
+        .bearer_auth(&read)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let denied = http.get(format!("{base}/orders/7")).send().await.unwrap();
+    assert_eq!(denied.status(), 401);
+    // Unbuffered: both lines are in the file while the server still runs.
+    let text = std::fs::read_to_string(&path).unwrap();
+    child.kill().await.ok();
+    let _ = std::fs::remove_file(&path);
+    assert!(!text.contains(&read), "the token reached the audit file");
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["decision"], "allow");
+    assert_eq!(lines[0]["sub"], "svc-audit");
+    assert_eq!(lines[0]["route"], "/orders/{id}");
+    assert_eq!(lines[1]["decision"], "deny");
+    assert_eq!(lines[1]["reason"], "missing_token");
+}
+
 /// `ZSP_DPOP=required`: only DPoP-bound tokens with a valid proof for this very request.
 #[tokio::test]
 async fn api_example_with_dpop_required_accepts_only_bound_tokens_with_proofs() {

@@ -13,8 +13,9 @@ use crate::audit::{AuditEvent, AuditSink};
 
 /// Writes each audit event as one JSON line through a buffered writer.
 ///
-/// Lines are buffered (8 KiB): call [`flush`](Self::flush) at shutdown, or drop the sink,
-/// to write out the rest.
+/// Lines are buffered (8 KiB by default): call [`flush`](Self::flush) at shutdown, or drop the
+/// sink, to write out the rest; [`with_buffer`](Self::with_buffer)`(out, 0)` writes each line
+/// at once.
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
@@ -56,10 +57,17 @@ impl<W: Write + Send + 'static> std::fmt::Debug for JsonLinesAudit<W> {
 }
 
 impl<W: Write + Send + 'static> JsonLinesAudit<W> {
-    /// Audit lines to `out`, buffered.
+    /// Audit lines to `out`, buffered (8 KiB).
     pub fn new(out: W) -> Self {
+        Self::with_buffer(out, 8 * 1024)
+    }
+
+    /// Audit lines to `out` through a buffer of `capacity` bytes. With 0, every line is
+    /// written as it is recorded (one write per decision): for an audit log that must not
+    /// lose its last lines when the process is killed.
+    pub fn with_buffer(out: W, capacity: usize) -> Self {
         Self {
-            out: Mutex::new((BufWriter::with_capacity(8 * 1024, out), Vec::with_capacity(512))),
+            out: Mutex::new((BufWriter::with_capacity(capacity, out), Vec::with_capacity(512))),
         }
     }
 
@@ -234,6 +242,11 @@ mod tests {
         drop(audit);
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 2);
+
+        let out = Shared::default();
+        let audit = JsonLinesAudit::with_buffer(out.clone(), 0);
+        audit.record(&event(Some("s")));
+        assert_eq!(out.0.lock().unwrap().iter().filter(|b| **b == b'\n').count(), 1);
     }
 
     proptest::proptest! {
