@@ -362,20 +362,10 @@ async fn key_rotation_under_continuous_traffic_fails_no_request() {
 /// a JWKS served here, tokens minted here.
 #[tokio::test]
 async fn api_example_verifies_tokens_from_an_independent_issuer() {
-    let Some(api_bin) = example_binary("api") else {
-        // `cargo test` builds examples; a missing binary under CI means the contract went
-        // untested, which must not pass quietly.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the api example binary was not built"
-        );
-        eprintln!("skipped: the api example binary is not built (cargo test builds it)");
+    let issuer = TestIssuer::ed25519("https://idp.independent.test");
+    let Some((api_bin, jwks_url)) = api_example_for(&issuer).await else {
         return;
     };
-    let issuer = TestIssuer::ed25519("https://idp.independent.test");
-    let jwks_doc = issuer.jwks();
-    let jwks_url =
-        serve(Router::new().route("/keys", get(move || async move { axum::Json(jwks_doc) }))).await;
 
     let (mut child, addr) = spawn_api(&api_bin, &jwks_url, &[]).await;
     let base = format!("http://{addr}");
@@ -456,6 +446,24 @@ async fn api_example_verifies_tokens_from_an_independent_issuer() {
     child.kill().await.ok();
 }
 
+/// The api example binary and `issuer`'s JWKS served on 127.0.0.1; `None` (said on stderr)
+/// when the binary is not built, which under CI fails instead: a missing binary would leave
+/// the example's contract untested.
+async fn api_example_for(issuer: &TestIssuer) -> Option<(std::path::PathBuf, String)> {
+    let Some(api_bin) = example_binary("api") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the api example binary was not built"
+        );
+        eprintln!("skipped: the api example binary is not built (cargo test builds it)");
+        return None;
+    };
+    let jwks_doc = issuer.jwks();
+    let jwks_url =
+        serve(Router::new().route("/keys", get(move || async move { axum::Json(jwks_doc) }))).await;
+    Some((api_bin, jwks_url))
+}
+
 async fn spawn_api(
     bin: &std::path::Path,
     jwks_url: &str,
@@ -490,18 +498,10 @@ async fn spawn_api(
 /// `ZSP_AUDIT_FILE`: the api example appends one JSON line per decision, written at once.
 #[tokio::test]
 async fn api_example_writes_json_audit_lines_to_zsp_audit_file() {
-    let Some(api_bin) = example_binary("api") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the api example binary was not built"
-        );
-        eprintln!("skipped: the api example binary is not built (cargo test builds it)");
+    let issuer = TestIssuer::ed25519("https://idp.independent.test");
+    let Some((api_bin, jwks_url)) = api_example_for(&issuer).await else {
         return;
     };
-    let issuer = TestIssuer::ed25519("https://idp.independent.test");
-    let jwks_doc = issuer.jwks();
-    let jwks_url =
-        serve(Router::new().route("/keys", get(move || async move { axum::Json(jwks_doc) }))).await;
     let path = std::env::temp_dir().join(format!("zsp-audit-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let path_str = path.to_str().unwrap().to_owned();
@@ -539,17 +539,10 @@ async fn api_example_writes_json_audit_lines_to_zsp_audit_file() {
 /// `ZSP_DPOP=required`: only DPoP-bound tokens with a valid proof for this very request.
 #[tokio::test]
 async fn api_example_with_dpop_required_accepts_only_bound_tokens_with_proofs() {
-    let Some(api_bin) = example_binary("api") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the api example binary was not built"
-        );
+    let issuer = TestIssuer::es256("https://idp.independent.test");
+    let Some((api_bin, jwks_url)) = api_example_for(&issuer).await else {
         return;
     };
-    let issuer = TestIssuer::es256("https://idp.independent.test");
-    let jwks_doc = issuer.jwks();
-    let jwks_url =
-        serve(Router::new().route("/keys", get(move || async move { axum::Json(jwks_doc) }))).await;
     let (mut child, addr) = spawn_api(&api_bin, &jwks_url, &[("ZSP_DPOP", "required")]).await;
     let url = format!("http://{addr}/orders");
     let http = reqwest::Client::new();
