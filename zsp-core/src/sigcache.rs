@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use crate::clock::UnixTime;
 use crate::grant::Parsed;
@@ -57,7 +57,9 @@ impl Hasher for Identity {
     }
 }
 
-type Shard = Mutex<HashMap<u64, Entry, BuildHasherDefault<Identity>>>;
+/// Read-locked on a hit: requests presenting the same token on several cores look it up side
+/// by side instead of queueing on one lock.
+type Shard = RwLock<HashMap<u64, Entry, BuildHasherDefault<Identity>>>;
 
 /// A bounded map from token hash to the verified token and the key that verified it.
 pub(crate) struct SignatureCache {
@@ -69,7 +71,7 @@ pub(crate) struct SignatureCache {
 impl SignatureCache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect(),
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
             hasher: RandomState::new(),
         }
@@ -91,7 +93,7 @@ impl SignatureCache {
     /// The verified token `token` (filed at `slot`), if it is still live at `now` and `keys`
     /// still resolve its `kid` to the very key that verified it.
     pub(crate) fn get(&self, slot: u64, token: &str, keys: &KeySet, now: UnixTime) -> Option<Arc<Parsed>> {
-        let shard = self.shard(slot).lock().unwrap_or_else(|p| p.into_inner());
+        let shard = self.shard(slot).read().unwrap_or_else(|p| p.into_inner());
         let e = shard.get(&slot).filter(|e| *e.parsed.token == *token)?;
         let kid = if e.named { e.key.kid() } else { None };
         let current = keys.get(kid)?;
@@ -107,7 +109,7 @@ impl SignatureCache {
         until: UnixTime,
         now: UnixTime,
     ) {
-        let mut shard = self.shard(slot).lock().unwrap_or_else(|p| p.into_inner());
+        let mut shard = self.shard(slot).write().unwrap_or_else(|p| p.into_inner());
         if shard.len() >= self.per_shard {
             shard.retain(|_, e| e.until > now);
             if shard.len() >= self.per_shard {
@@ -129,7 +131,7 @@ impl SignatureCache {
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().map(|s| s.len()).unwrap_or(0))
+            .map(|s| s.read().map(|s| s.len()).unwrap_or(0))
             .sum()
     }
 }
@@ -192,5 +194,22 @@ mod tests {
             put(&c, &format!("h.p.{i}"), &k, false, 1_000);
         }
         assert!(c.len() <= 32);
+    }
+
+    #[test]
+    fn concurrent_hits_on_one_token_all_hit() {
+        let k = VerifyingKey::hmac(Some("a"), Algorithm::HS256, &[1; 32]).unwrap();
+        let set = KeySet::from_keys([k.clone()]);
+        let c = SignatureCache::new(64);
+        put(&c, "h.p.s", &k, true, 100);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..10_000 {
+                        assert!(get(&c, "h.p.s", &set, 50));
+                    }
+                });
+            }
+        });
     }
 }
