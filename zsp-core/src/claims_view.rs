@@ -178,16 +178,16 @@ impl ActorView<'_> {
 impl<'a> ClaimsView<'a> {
     /// Parses the decoded payload: the flat common case by [`flat_json`], anything else by
     /// serde_json.
-    pub(crate) fn parse(payload: &'a [u8]) -> Result<Self, serde_json::Error> {
+    pub(crate) fn parse(payload: &'a str) -> Result<Self, serde_json::Error> {
         match Self::parse_flat(payload) {
             Some(v) => Ok(v),
-            None => serde_json::from_slice(payload),
+            None => serde_json::from_str(payload),
         }
     }
 
     /// What serde_json would build, for a flat payload whose every known field has the type
     /// serde_json would accept; `None` for anything else.
-    fn parse_flat(payload: &'a [u8]) -> Option<Self> {
+    fn parse_flat(payload: &'a str) -> Option<Self> {
         use flat_json::{Value, once};
         let mut v = ClaimsView::default();
         let mut seen = 0u32;
@@ -327,7 +327,7 @@ mod tests {
     #[test]
     fn borrows_plain_strings_and_copies_escaped_ones() {
         let payload = r#"{"iss":"https://i","sub":"a\"b","aud":["x","y"],"scp":["s1"],"scope":"s2 s3"}"#;
-        let v = ClaimsView::parse(payload.as_bytes()).unwrap();
+        let v = ClaimsView::parse(payload).unwrap();
         assert!(matches!(
             v.iss.as_ref().map(|s| &s.0),
             Some(Cow::Borrowed("https://i"))
@@ -348,7 +348,9 @@ mod tests {
             "client_id":"c","scope":"x y","scp":"z","cnf":{"jkt":"k"},
             "act":{"sub":"a1","act":{"client_id":"a2"}},"single_use":true,"extra":[1,{"n":null}]}"#;
         let direct: Claims = serde_json::from_slice(payload).unwrap();
-        let via_view = ClaimsView::parse(payload).unwrap().into_claims();
+        let via_view = ClaimsView::parse(std::str::from_utf8(payload).unwrap())
+            .unwrap()
+            .into_claims();
         assert_eq!(direct, via_view);
     }
 
@@ -364,7 +366,7 @@ mod tests {
             br#"5"#,
         ] {
             assert!(
-                ClaimsView::parse(bad).is_err(),
+                ClaimsView::parse(std::str::from_utf8(bad).unwrap()).is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
@@ -408,12 +410,12 @@ mod tests {
                 .collect();
             let json = format!("{{{}}}", body.join(","));
             let serde: Result<ClaimsView<'_>, _> = serde_json::from_slice(json.as_bytes());
-            if let Some(flat) = ClaimsView::parse_flat(json.as_bytes()) {
+            if let Some(flat) = ClaimsView::parse_flat(&json) {
                 let serde = serde.expect("serde_json accepts what the fast path accepts");
                 proptest::prop_assert_eq!(flat.into_claims(), serde.into_claims());
             }
             // And the public entry point answers like serde_json either way.
-            let ours = ClaimsView::parse(json.as_bytes()).map(ClaimsView::into_claims).ok();
+            let ours = ClaimsView::parse(&json).map(ClaimsView::into_claims).ok();
             let theirs = serde_json::from_slice::<Claims>(json.as_bytes()).ok();
             proptest::prop_assert_eq!(ours, theirs);
         }

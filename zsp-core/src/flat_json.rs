@@ -104,11 +104,8 @@ impl<'a> Cursor<'a> {
 
 /// Calls `member` for each member of the flat object in `input`, in order. `None` when the
 /// input is outside the subset or `member` gives up.
-pub(crate) fn scan<'a>(
-    input: &'a [u8],
-    mut member: impl FnMut(&'a str, Value<'a>) -> Option<()>,
-) -> Option<()> {
-    let s = std::str::from_utf8(input).ok()?;
+pub(crate) fn scan<'a>(s: &'a str, mut member: impl FnMut(&'a str, Value<'a>) -> Option<()>) -> Option<()> {
+    let input = s.as_bytes();
     let mut c = Cursor { s, b: input, i: 0 };
     c.ws();
     c.eat(b'{')?;
@@ -151,7 +148,7 @@ mod tests {
 
     fn members(s: &str) -> Option<Vec<(String, Value<'_>)>> {
         let mut out = Vec::new();
-        scan(s.as_bytes(), |k, v| {
+        scan(s, |k, v| {
             out.push((k.to_owned(), v));
             Some(())
         })?;

@@ -86,7 +86,7 @@ impl Parsed {
         self.claims.get_or_init(|| {
             // The verifier parsed these very bytes with the same parser before granting, and
             // parsing is deterministic: the fallback is unreachable (and would grant nothing).
-            ClaimsView::parse(self.payload.as_bytes())
+            ClaimsView::parse(&self.payload)
                 .map(ClaimsView::into_claims)
                 .unwrap_or_default()
         })

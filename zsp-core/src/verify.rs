@@ -98,6 +98,7 @@ impl<'a> Header<'a> {
             Value::Null => Some(None),
             _ => None,
         };
+        let json = std::str::from_utf8(json).ok()?;
         crate::flat_json::scan(json, |key, val| match key {
             "alg" => match val {
                 Value::Str(_) => once(&mut seen, 1, &mut alg, str_of(val)?),
@@ -640,7 +641,7 @@ impl Verifier {
         // JSON text is UTF-8 (RFC 8259 §8.1); checked once here, so the grant reads its claims
         // as text without checking again.
         let payload = String::from_utf8(payload).map_err(|_| Denial::Malformed("payload JSON"))?;
-        let view = ClaimsView::parse(payload.as_bytes()).map_err(|_| Denial::Malformed("payload JSON"))?;
+        let view = ClaimsView::parse(&payload).map_err(|_| Denial::Malformed("payload JSON"))?;
         check_time(view.exp, view.iat, view.nbf, now, p)?;
         match view.iss.as_deref() {
             None => return Err(Denial::MissingClaim("iss")),
