@@ -5,7 +5,8 @@
 //! figure is the median of its batches; ratios are taken per round and their median reported.
 //!
 //! `cargo bench --bench verify_interleaved` (`ZSP_IL_ROUNDS`, default 40; `ZSP_IL_BATCH_MS`,
-//! default 25 ms per variant per round).
+//! default 25 ms per variant per round; `ZSP_IL_ALGS=RS256,ES256` for some algorithms only;
+//! `ZSP_IL_REPLAY=0` without the replay rounds).
 //!
 //! The same treatment for the memory replay guard at 1 and 2 threads: each round times a batch
 //! of first-use checks on one thread and the same number split over two, each on a fresh guard,
@@ -317,7 +318,13 @@ fn main() {
         "| alg | variant | median | min batch | max batch | ÷ raw (median of per-round ratios) | ÷ jsonwebtoken |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|");
-    for case in &cases {
+    // `ZSP_IL_ALGS=RS256,HS256` measures only those; `ZSP_IL_REPLAY=0` skips the replay rounds.
+    let only = std::env::var("ZSP_IL_ALGS").ok();
+    let wanted = |alg: &str| {
+        only.as_deref()
+            .is_none_or(|list| list.split(',').any(|a| a.trim().eq_ignore_ascii_case(alg)))
+    };
+    for case in cases.iter().filter(|c| wanted(c.alg)) {
         for (_, op) in &case.ops {
             batch(op, budget); // warm-up
         }
@@ -352,5 +359,7 @@ fn main() {
             );
         }
     }
-    replay_rounds(rounds);
+    if std::env::var("ZSP_IL_REPLAY").as_deref() != Ok("0") {
+        replay_rounds(rounds);
+    }
 }
