@@ -302,7 +302,10 @@ impl Text {
                 let start = (s.as_ptr() as usize).wrapping_sub(base);
                 let end = start.wrapping_add(s.len());
                 match (u32::try_from(start), u32::try_from(end)) {
-                    (Ok(a), Ok(b)) if payload.get(start..end) == Some(*s) => Text::Range(a, b),
+                    // The same address and length: the very bytes, no comparison needed.
+                    (Ok(a), Ok(b)) if payload.get(start..end).is_some_and(|p| std::ptr::eq(p, &**s)) => {
+                        Text::Range(a, b)
+                    }
                     _ => Text::Owned((*s).into()),
                 }
             }
