@@ -176,80 +176,30 @@ impl ActorView<'_> {
 }
 
 impl<'a> ClaimsView<'a> {
-    /// Parses the decoded payload: the flat common case by [`flat_json`], anything else by
-    /// serde_json.
-    pub(crate) fn parse(payload: &'a str) -> Result<Self, serde_json::Error> {
-        match Self::parse_flat(payload) {
-            Some(v) => Ok(v),
-            None => serde_json::from_str(payload),
+    /// What the checks read, borrowed from this view.
+    pub(crate) fn checked(&self) -> Checked<'_> {
+        Checked {
+            iss: self.iss.as_deref(),
+            sub: self.sub.as_deref(),
+            client_id: self.client_id.as_deref(),
+            jti: self.jti.as_deref(),
+            scope: self.scope.as_deref(),
+            jkt: self.cnf.as_ref().and_then(|c| c.jkt.as_deref()),
+            aud: match &self.aud {
+                None => AudRef::None,
+                Some(AudView::One(a)) => AudRef::One(a),
+                Some(AudView::Many(l)) => AudRef::Many(l),
+            },
+            exp: self.exp,
+            nbf: self.nbf,
+            iat: self.iat,
+            scp: match &self.scp {
+                None => ScpRef::None,
+                Some(ScpView::Space(s)) => ScpRef::Space(s),
+                Some(ScpView::List(_)) => ScpRef::List,
+            },
+            single_use: self.single_use,
         }
-    }
-
-    /// What serde_json would build, for a flat payload whose every known field has the type
-    /// serde_json would accept; `None` for anything else.
-    fn parse_flat(payload: &'a str) -> Option<Self> {
-        use flat_json::{Value, once};
-        let mut v = ClaimsView::default();
-        let mut seen = 0u32;
-        let str_of = |val: Value<'a>| match val {
-            Value::Str(s) => Some(Some(Str(Cow::Borrowed(s)))),
-            Value::Null => Some(None),
-            _ => None,
-        };
-        let uint_of = |val: Value<'a>| match val {
-            Value::UInt(n) => Some(Some(n)),
-            Value::Null => Some(None),
-            _ => None,
-        };
-        flat_json::scan(payload, |key, val| match key {
-            "iss" => once(&mut seen, 1, &mut v.iss, str_of(val)?),
-            "sub" => once(&mut seen, 1 << 1, &mut v.sub, str_of(val)?),
-            "jti" => once(&mut seen, 1 << 2, &mut v.jti, str_of(val)?),
-            "client_id" => once(&mut seen, 1 << 3, &mut v.client_id, str_of(val)?),
-            "scope" => once(&mut seen, 1 << 4, &mut v.scope, str_of(val)?),
-            "exp" => once(&mut seen, 1 << 5, &mut v.exp, uint_of(val)?),
-            "nbf" => once(&mut seen, 1 << 6, &mut v.nbf, uint_of(val)?),
-            "iat" => once(&mut seen, 1 << 7, &mut v.iat, uint_of(val)?),
-            "aud" => {
-                let aud = str_of(val)?.map(|s| AudView::One(s.0));
-                once(&mut seen, 1 << 8, &mut v.aud, aud)
-            }
-            "scp" => {
-                let scp = str_of(val)?.map(|s| ScpView::Space(s.0));
-                once(&mut seen, 1 << 9, &mut v.scp, scp)
-            }
-            "single_use" => {
-                let b = match val {
-                    Value::Bool(b) => Some(b),
-                    Value::Null => None,
-                    _ => return None,
-                };
-                once(&mut seen, 1 << 10, &mut v.single_use, b)
-            }
-            // Objects never fit the flat subset; only their absence (null) does.
-            "cnf" => once(
-                &mut seen,
-                1 << 11,
-                &mut v.cnf,
-                (val == Value::Null).then_some(None)?,
-            ),
-            "act" => once(
-                &mut seen,
-                1 << 12,
-                &mut v.act,
-                (val == Value::Null).then_some(None)?,
-            ),
-            _ => Some(()),
-        })?;
-        Some(v)
-    }
-
-    /// Whether `aud` names one of the audiences `accept` accepts.
-    pub(crate) fn audience_matches(&self, accept: impl Fn(&str) -> bool) -> Option<bool> {
-        Some(match self.aud.as_ref()? {
-            AudView::One(a) => accept(a),
-            AudView::Many(list) => list.iter().any(|a| accept(a)),
-        })
     }
 
     /// The owned claims, for [`crate::Grant::registered`].
@@ -278,8 +228,153 @@ impl<'a> ClaimsView<'a> {
     }
 }
 
+/// What the checks and the grant read from the claims, borrowed: from the payload itself when
+/// the flat scanner could read it, from a [`ClaimsView`] otherwise. Plain data (no drop, no
+/// owned strings), so the common case builds nothing but this.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checked<'a> {
+    pub iss: Option<&'a str>,
+    pub sub: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub jti: Option<&'a str>,
+    pub scope: Option<&'a str>,
+    pub jkt: Option<&'a str>,
+    pub aud: AudRef<'a>,
+    pub exp: Option<UnixTime>,
+    pub nbf: Option<UnixTime>,
+    pub iat: Option<UnixTime>,
+    pub scp: ScpRef<'a>,
+    pub single_use: Option<bool>,
+}
+
+/// `aud`, borrowed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AudRef<'a> {
+    #[default]
+    None,
+    One(&'a str),
+    Many(&'a [Cow<'a, str>]),
+}
+
+/// `scp`, borrowed: its text when it is one space-delimited string.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScpRef<'a> {
+    #[default]
+    None,
+    Space(&'a str),
+    List,
+}
+
+impl<'a> Checked<'a> {
+    /// What serde_json would build, for a flat payload whose every known field has the type
+    /// serde_json would accept; `None` for anything else (the caller then asks serde_json).
+    pub(crate) fn parse_flat(payload: &'a str) -> Option<Self> {
+        use flat_json::Value;
+        // One slot per known claim, filled by kind: a few compact paths instead of one inlined
+        // path per claim, since after a signature check every line of code here is a cache miss.
+        let mut strs: [Option<&'a str>; 7] = [None; 7]; // iss sub jti client_id scope aud scp
+        let mut nums: [Option<UnixTime>; 3] = [None; 3]; // exp nbf iat
+        let mut single_use = None;
+        let mut seen = 0u32;
+        flat_json::scan(payload, |key, val| {
+            let k: usize = match key {
+                "iss" => 0,
+                "sub" => 1,
+                "jti" => 2,
+                "client_id" => 3,
+                "scope" => 4,
+                "aud" => 5,
+                "scp" => 6,
+                "exp" => 7,
+                "nbf" => 8,
+                "iat" => 9,
+                "single_use" => 10,
+                "cnf" => 11,
+                "act" => 12,
+                _ => return Some(()),
+            };
+            // serde_json refuses a known field twice, even after a null.
+            if seen & (1 << k) != 0 {
+                return None;
+            }
+            seen |= 1 << k;
+            match (k, val) {
+                // Every known claim is optional: null is its absence. `cnf` and `act` are
+                // objects, which never fit the flat subset; only their null does.
+                (_, Value::Null) => {}
+                (0..=6, Value::Str(s)) => *strs.get_mut(k)? = Some(s),
+                (7..=9, Value::UInt(n)) => *nums.get_mut(k - 7)? = Some(n),
+                (10, Value::Bool(b)) => single_use = Some(b),
+                _ => return None,
+            }
+            Some(())
+        })?;
+        let [iss, sub, jti, client_id, scope, aud, scp] = strs;
+        let [exp, nbf, iat] = nums;
+        Some(Checked {
+            iss,
+            sub,
+            client_id,
+            jti,
+            scope,
+            jkt: None,
+            aud: aud.map_or(AudRef::None, AudRef::One),
+            exp,
+            nbf,
+            iat,
+            scp: scp.map_or(ScpRef::None, ScpRef::Space),
+            single_use,
+        })
+    }
+
+    /// Whether `aud` names one of the audiences `accept` accepts; `None` without `aud`.
+    pub(crate) fn audience_matches(&self, accept: impl Fn(&str) -> bool) -> Option<bool> {
+        match self.aud {
+            AudRef::None => None,
+            AudRef::One(a) => Some(accept(a)),
+            AudRef::Many(list) => Some(list.iter().any(|a| accept(a))),
+        }
+    }
+
+    /// The owned claims of a flat payload (which has no `cnf`, `act` or `scp` list).
+    fn into_flat_claims(self) -> Claims {
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        Claims {
+            iss: owned(self.iss),
+            sub: owned(self.sub),
+            aud: match self.aud {
+                AudRef::None => None,
+                AudRef::One(a) => Some(Audience::One(a.to_owned())),
+                AudRef::Many(l) => Some(Audience::Many(l.iter().map(|a| a.to_string()).collect())),
+            },
+            exp: self.exp,
+            nbf: self.nbf,
+            iat: self.iat,
+            jti: owned(self.jti),
+            client_id: owned(self.client_id),
+            scope: owned(self.scope),
+            scp: match self.scp {
+                ScpRef::Space(s) => Some(ScpClaim::Space(s.to_owned())),
+                ScpRef::None | ScpRef::List => None,
+            },
+            cnf: None,
+            act: None,
+            single_use: self.single_use,
+        }
+    }
+}
+
+/// The owned claims of a payload, for [`crate::Grant::registered`]: by the flat scanner when
+/// it can read them, by serde_json otherwise; the same parsers the checks used.
+pub(crate) fn claims_of(payload: &str) -> Result<Claims, serde_json::Error> {
+    match Checked::parse_flat(payload) {
+        Some(c) => Ok(c.into_flat_claims()),
+        None => serde_json::from_str::<ClaimsView<'_>>(payload).map(ClaimsView::into_claims),
+    }
+}
+
 /// A string a [`crate::Grant`] keeps from the payload without copying it when it can.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) enum Text {
     /// The claim is absent.
     #[default]
@@ -291,25 +386,23 @@ pub(crate) enum Text {
 }
 
 impl Text {
-    /// Remembers `value`, a string parsed from `payload`.
-    pub(crate) fn of(payload: &str, value: Option<&Str<'_>>) -> Text {
-        match value.map(|s| &s.0) {
-            None => Text::None,
-            Some(Cow::Borrowed(s)) => {
-                // serde_json and the flat scanner hand out borrowed strings only as sub-slices
-                // of their input.
-                let base = payload.as_ptr() as usize;
-                let start = (s.as_ptr() as usize).wrapping_sub(base);
-                let end = start.wrapping_add(s.len());
-                match (u32::try_from(start), u32::try_from(end)) {
-                    // The same address and length: the very bytes, no comparison needed.
-                    (Ok(a), Ok(b)) if payload.get(start..end).is_some_and(|p| std::ptr::eq(p, &**s)) => {
-                        Text::Range(a, b)
-                    }
-                    _ => Text::Owned((*s).into()),
-                }
+    /// Remembers `value`, a string parsed from `payload`: as a range when it is a piece of
+    /// the payload (the same address and length, so no comparison is needed), else as a copy
+    /// (a string whose JSON escapes made it differ from the bytes).
+    // Out of line: six inlined copies cost more in instruction-cache misses after a
+    // signature check than the calls do.
+    #[inline(never)]
+    pub(crate) fn of(payload: &str, value: Option<&str>) -> Text {
+        let Some(s) = value else {
+            return Text::None;
+        };
+        let start = (s.as_ptr() as usize).wrapping_sub(payload.as_ptr() as usize);
+        let end = start.wrapping_add(s.len());
+        match (u32::try_from(start), u32::try_from(end)) {
+            (Ok(a), Ok(b)) if payload.get(start..end).is_some_and(|p| std::ptr::eq(p, s)) => {
+                Text::Range(a, b)
             }
-            Some(Cow::Owned(s)) => Text::Owned(s.as_str().into()),
+            _ => Text::Owned(s.into()),
         }
     }
 
@@ -330,19 +423,23 @@ mod tests {
     #[test]
     fn borrows_plain_strings_and_copies_escaped_ones() {
         let payload = r#"{"iss":"https://i","sub":"a\"b","aud":["x","y"],"scp":["s1"],"scope":"s2 s3"}"#;
-        let v = ClaimsView::parse(payload).unwrap();
+        let v: ClaimsView<'_> = serde_json::from_str(payload).unwrap();
         assert!(matches!(
             v.iss.as_ref().map(|s| &s.0),
             Some(Cow::Borrowed("https://i"))
         ));
-        assert!(matches!(v.sub.as_deref(), Some("a\"b")));
-        let iss = Text::of(payload, v.iss.as_ref());
-        let sub = Text::of(payload, v.sub.as_ref());
+        let c = v.checked();
+        assert_eq!(c.sub, Some("a\"b"));
+        let iss = Text::of(payload, c.iss);
+        let sub = Text::of(payload, c.sub);
         assert!(matches!(iss, Text::Range(..)));
         assert!(matches!(sub, Text::Owned(_)));
         assert_eq!(iss.get(payload), Some("https://i"));
         assert_eq!(sub.get(payload), Some("a\"b"));
-        assert_eq!(v.audience_matches(|a| a == "y"), Some(true));
+        assert_eq!(c.audience_matches(|a| a == "y"), Some(true));
+        assert_eq!(c.scp, ScpRef::List);
+        // The flat scanner leaves escapes and arrays to serde_json.
+        assert_eq!(Checked::parse_flat(payload), None);
     }
 
     #[test]
@@ -351,10 +448,8 @@ mod tests {
             "client_id":"c","scope":"x y","scp":"z","cnf":{"jkt":"k"},
             "act":{"sub":"a1","act":{"client_id":"a2"}},"single_use":true,"extra":[1,{"n":null}]}"#;
         let direct: Claims = serde_json::from_slice(payload).unwrap();
-        let via_view = ClaimsView::parse(std::str::from_utf8(payload).unwrap())
-            .unwrap()
-            .into_claims();
-        assert_eq!(direct, via_view);
+        let ours = claims_of(std::str::from_utf8(payload).unwrap()).unwrap();
+        assert_eq!(direct, ours);
     }
 
     #[test]
@@ -369,7 +464,7 @@ mod tests {
             br#"5"#,
         ] {
             assert!(
-                ClaimsView::parse(std::str::from_utf8(bad).unwrap()).is_err(),
+                claims_of(std::str::from_utf8(bad).unwrap()).is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
@@ -412,13 +507,20 @@ mod tests {
                 .map(|(k, v, ws)| format!("{ws}\"{k}\"{ws}:{ws}{v}{ws}"))
                 .collect();
             let json = format!("{{{}}}", body.join(","));
-            let serde: Result<ClaimsView<'_>, _> = serde_json::from_slice(json.as_bytes());
-            if let Some(flat) = ClaimsView::parse_flat(&json) {
+            let serde: Result<ClaimsView<'_>, _> = serde_json::from_str(&json);
+            if let Some(flat) = Checked::parse_flat(&json) {
                 let serde = serde.expect("serde_json accepts what the fast path accepts");
-                proptest::prop_assert_eq!(flat.into_claims(), serde.into_claims());
+                // The same fields, borrowed from the same bytes, so the same grant…
+                proptest::prop_assert_eq!(flat, serde.checked());
+                proptest::prop_assert_eq!(
+                    crate::grant::Fields::of(&json, &flat),
+                    crate::grant::Fields::of(&json, &serde.checked())
+                );
+                // …and the same owned claims.
+                proptest::prop_assert_eq!(flat.into_flat_claims(), serde.into_claims());
             }
             // And the public entry point answers like serde_json either way.
-            let ours = ClaimsView::parse(&json).map(ClaimsView::into_claims).ok();
+            let ours = claims_of(&json).ok();
             let theirs = serde_json::from_slice::<Claims>(json.as_bytes()).ok();
             proptest::prop_assert_eq!(ours, theirs);
         }

@@ -5,13 +5,13 @@ use std::sync::{Arc, OnceLock};
 use serde::de::DeserializeOwned;
 
 use crate::claims::{Actor, Audience, Claims, Confirmation, ScopeSet};
-use crate::claims_view::{ClaimsView, Text};
+use crate::claims_view::{Checked, ScpRef, Text};
 use crate::clock::UnixTime;
 
 /// What the verifier read from the payload and a handler needs on every request: kept as
 /// ranges of the payload, so building a grant copies no strings. Everything else is parsed
 /// from the payload on first use.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Fields {
     pub iss: Text,
     pub sub: Text,
@@ -30,20 +30,21 @@ pub(crate) struct Fields {
 }
 
 impl Fields {
-    pub(crate) fn of(payload: &str, v: &ClaimsView<'_>) -> Fields {
+    pub(crate) fn of(payload: &str, c: &Checked<'_>) -> Fields {
+        let has_scp = c.scp != ScpRef::None;
         Fields {
-            iss: Text::of(payload, v.iss.as_ref()),
-            sub: Text::of(payload, v.sub.as_ref()),
-            client_id: Text::of(payload, v.client_id.as_ref()),
-            jti: Text::of(payload, v.jti.as_ref()),
-            scope: Text::of(payload, v.scope.as_ref()),
-            jkt: Text::of(payload, v.cnf.as_ref().and_then(|c| c.jkt.as_ref())),
-            exp: v.exp.unwrap_or_default(),
-            iat: v.iat.unwrap_or_default(),
-            nbf: v.nbf,
-            single_use: v.single_use == Some(true),
-            has_scp: v.scp.is_some(),
-            scope_canonical: v.scp.is_none() && v.scope.as_deref().is_some_and(is_canonical),
+            iss: Text::of(payload, c.iss),
+            sub: Text::of(payload, c.sub),
+            client_id: Text::of(payload, c.client_id),
+            jti: Text::of(payload, c.jti),
+            scope: Text::of(payload, c.scope),
+            jkt: Text::of(payload, c.jkt),
+            exp: c.exp.unwrap_or_default(),
+            iat: c.iat.unwrap_or_default(),
+            nbf: c.nbf,
+            single_use: c.single_use == Some(true),
+            has_scp,
+            scope_canonical: !has_scp && c.scope.is_some_and(is_canonical),
         }
     }
 }
@@ -87,9 +88,7 @@ impl Parsed {
         self.claims.get_or_init(|| {
             // The verifier parsed these very bytes with the same parser before granting, and
             // parsing is deterministic: the fallback is unreachable (and would grant nothing).
-            ClaimsView::parse(&self.payload)
-                .map(ClaimsView::into_claims)
-                .unwrap_or_default()
+            crate::claims_view::claims_of(&self.payload).unwrap_or_default()
         })
     }
 

@@ -29,7 +29,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 use crate::audit::{AuditDecision, AuditEvent, AuditSink};
-use crate::claims_view::{ClaimsView, Str};
+use crate::claims_view::{Checked, ClaimsView, Str};
 use crate::clock::{Clock, SharedClock, UnixTime};
 use crate::denial::Denial;
 use crate::grant::{Fields, Grant, Parsed};
@@ -641,20 +641,30 @@ impl Verifier {
         // JSON text is UTF-8 (RFC 8259 §8.1); checked once here, so the grant reads its claims
         // as text without checking again.
         let payload = String::from_utf8(payload).map_err(|_| Denial::Malformed("payload JSON"))?;
-        let view = ClaimsView::parse(&payload).map_err(|_| Denial::Malformed("payload JSON"))?;
-        check_time(view.exp, view.iat, view.nbf, now, p)?;
-        match view.iss.as_deref() {
-            None => return Err(Denial::MissingClaim("iss")),
-            Some(iss) if !p.issuers.iter().any(|i| i == iss) => return Err(Denial::InvalidIssuer),
-            _ => {}
-        }
-        match view.audience_matches(|a| p.accepts_audience_str(a)) {
-            None => return Err(Denial::MissingClaim("aud")),
-            Some(false) => return Err(Denial::InvalidAudience),
-            Some(true) => {}
-        }
-        let fields = Fields::of(&payload, &view);
-        drop(view);
+        let fields = {
+            // The flat scanner reads the common shape straight into borrowed fields; anything
+            // else goes through serde_json into a view they borrow from.
+            let view: ClaimsView<'_>;
+            let c = match Checked::parse_flat(&payload) {
+                Some(c) => c,
+                None => {
+                    view = serde_json::from_str(&payload).map_err(|_| Denial::Malformed("payload JSON"))?;
+                    view.checked()
+                }
+            };
+            check_time(c.exp, c.iat, c.nbf, now, p)?;
+            match c.iss {
+                None => return Err(Denial::MissingClaim("iss")),
+                Some(iss) if !p.issuers.iter().any(|i| i == iss) => return Err(Denial::InvalidIssuer),
+                _ => {}
+            }
+            match c.audience_matches(|a| p.accepts_audience_str(a)) {
+                None => return Err(Denial::MissingClaim("aud")),
+                Some(false) => return Err(Denial::InvalidAudience),
+                Some(true) => {}
+            }
+            Fields::of(&payload, &c)
+        };
         let parsed = Arc::new(Parsed::new(token, payload, fields));
         seen.parsed = Some(parsed.clone());
 
