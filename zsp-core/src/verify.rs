@@ -535,6 +535,10 @@ impl Verifier {
     /// Everything about the token itself, cheapest first: shape, header, key, claims, and
     /// last the signature. A token that verifies goes into the signature cache (`cache`)
     /// unless it is single-use.
+    ///
+    /// Only an unknown kid with dynamic keys waits (for one coalesced refresh); everything
+    /// else is [`check_token_now`](Self::check_token_now), plain synchronous code, so the
+    /// future stays small and nothing large is held across the wait.
     async fn check_token(
         &self,
         token: &str,
@@ -542,18 +546,37 @@ impl Verifier {
         seen: &mut Seen,
         cache: Option<(&SignatureCache, u64)>,
     ) -> Result<Arc<Parsed>, Denial> {
-        let malformed = Denial::Malformed("not a compact JWS");
-        let (h64, rest) = split_dot(token).ok_or(malformed.clone())?;
-        let (p64, s64) = split_dot(rest).ok_or(malformed.clone())?;
-        if memchr::memchr(b'.', s64.as_bytes()).is_some() {
-            return Err(malformed);
+        let (kid, alg, had_set) = match self.check_token_now(token, now, seen, cache)? {
+            Step::Done(parsed) => return Ok(parsed),
+            Step::Refresh { kid, alg, had_set } => (kid, alg, had_set),
+        };
+        let Keys::Dynamic(src) = &self.0.keys else {
+            return Err(Denial::UnknownKey);
+        };
+        let refreshed = match src.refresh_for_unknown_kid(kid.as_deref()).await {
+            Some(s) => s,
+            None if had_set => return Err(Denial::UnknownKey),
+            None => return Err(Denial::KeysUnavailable),
+        };
+        let key = refreshed.get(kid.as_deref()).ok_or(Denial::UnknownKey)?;
+        if key.algorithm() != alg {
+            return Err(Denial::AlgorithmMismatch);
         }
-        if h64.is_empty() || p64.is_empty() {
-            return Err(Denial::Malformed("empty segment"));
-        }
+        let segments = segments(token)?;
+        self.finish_token(token, segments, key, kid.is_some(), false, now, seen, cache)
+    }
 
-        // Key: pinned algorithm, from trusted keys only. Only an unknown kid with dynamic keys
-        // waits (for one coalesced refresh); nothing large is held across that wait.
+    /// [`check_token`](Self::check_token) up to the point where it would have to wait for
+    /// keys.
+    fn check_token_now(
+        &self,
+        token: &str,
+        now: UnixTime,
+        seen: &mut Seen,
+        cache: Option<(&SignatureCache, u64)>,
+    ) -> Result<Step, Denial> {
+        let segments = segments(token)?;
+        let h64 = segments[0];
         let current = match &self.0.keys {
             Keys::Static(_) => None,
             Keys::Dynamic(src) => src.current(),
@@ -562,33 +585,40 @@ impl Verifier {
             Keys::Static(set) => Some(&**set),
             Keys::Dynamic(_) => current.as_deref(),
         };
-        let refreshed: Arc<KeySet>;
         let memo = self.0.header_memo.get(h64.as_bytes(), set);
         let lookup = match memo {
             Some((key, named)) => KeyLookup::Found(key, named),
             None => self.header_key(h64.as_bytes(), set)?,
         };
-        let (key, named) = match lookup {
-            KeyLookup::Found(key, named) => (key, named),
-            KeyLookup::Missing { kid, alg } => {
-                let Keys::Dynamic(src) = &self.0.keys else {
-                    return Err(Denial::UnknownKey);
-                };
-                refreshed = match src.refresh_for_unknown_kid(kid.as_deref()).await {
-                    Some(s) => s,
-                    None if set.is_some() => return Err(Denial::UnknownKey),
-                    None => return Err(Denial::KeysUnavailable),
-                };
-                let key = refreshed.get(kid.as_deref()).ok_or(Denial::UnknownKey)?;
-                if key.algorithm() != alg {
-                    return Err(Denial::AlgorithmMismatch);
-                }
-                (key, kid.is_some())
-            }
-        };
-        let parsed = self.check_claims_and_signature(token, [h64, p64, s64], key, now, seen)?;
-        if memo.is_none() {
-            self.0.header_memo.remember(h64.as_bytes(), key, named);
+        match lookup {
+            KeyLookup::Found(key, named) => self
+                .finish_token(token, segments, key, named, memo.is_some(), now, seen, cache)
+                .map(Step::Done),
+            KeyLookup::Missing { kid, alg } => Ok(Step::Refresh {
+                kid,
+                alg,
+                had_set: set.is_some(),
+            }),
+        }
+    }
+
+    /// Claims and signature with the token's key; then the header memo and the signature
+    /// cache learn a token that verified.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_token(
+        &self,
+        token: &str,
+        segments: [&str; 3],
+        key: &VerifyingKey,
+        named: bool,
+        memoized: bool,
+        now: UnixTime,
+        seen: &mut Seen,
+        cache: Option<(&SignatureCache, u64)>,
+    ) -> Result<Arc<Parsed>, Denial> {
+        let parsed = self.check_claims_and_signature(token, segments, key, now, seen)?;
+        if !memoized {
+            self.0.header_memo.remember(segments[0].as_bytes(), key, named);
         }
         if let Some((c, slot)) = cache
             && !parsed.fields.single_use
@@ -679,6 +709,32 @@ impl Verifier {
         }
         Ok(parsed)
     }
+}
+
+/// Where a token stands after the checks that need no waiting.
+enum Step {
+    Done(Arc<Parsed>),
+    /// The header names a key the dynamic set does not have (yet).
+    Refresh {
+        kid: Option<String>,
+        alg: Algorithm,
+        /// Whether there was a key set at all (else the keys are unavailable).
+        had_set: bool,
+    },
+}
+
+/// The three non-empty-headed segments of a compact JWS: header, payload, signature.
+fn segments(token: &str) -> Result<[&str; 3], Denial> {
+    let malformed = || Denial::Malformed("not a compact JWS");
+    let (h64, rest) = split_dot(token).ok_or_else(malformed)?;
+    let (p64, s64) = split_dot(rest).ok_or_else(malformed)?;
+    if memchr::memchr(b'.', s64.as_bytes()).is_some() {
+        return Err(malformed());
+    }
+    if h64.is_empty() || p64.is_empty() {
+        return Err(Denial::Malformed("empty segment"));
+    }
+    Ok([h64, p64, s64])
 }
 
 /// Where the header's key stands.
