@@ -24,9 +24,6 @@ pub(crate) struct Fields {
     pub nbf: Option<UnixTime>,
     pub single_use: bool,
     pub has_scp: bool,
-    /// Whether scopes come only from a `scope` already in canonical form (sorted, unique,
-    /// single spaces): then that text is the [`ScopeSet`]'s display form as it stands.
-    pub scope_canonical: bool,
 }
 
 impl Fields {
@@ -44,7 +41,6 @@ impl Fields {
             nbf: c.nbf,
             single_use: c.single_use == Some(true),
             has_scp,
-            scope_canonical: !has_scp && c.scope.is_some_and(is_canonical),
         }
     }
 }
@@ -62,33 +58,46 @@ fn is_canonical(scope: &str) -> bool {
 /// A verified token: the token, its payload and what was read from it. Shared by every
 /// grant made from the same token (the signature cache hands it out again on a hit).
 pub(crate) struct Parsed {
-    pub token: Box<str>,
-    pub payload: String,
+    /// The token followed by its decoded payload: one allocation for both.
+    buf: String,
+    /// Where the payload starts in `buf`.
+    split: usize,
     pub fields: Fields,
     claims: OnceLock<Claims>,
     scopes: OnceLock<ScopeSet>,
 }
 
 impl Parsed {
-    pub(crate) fn new(token: &str, payload: String, fields: Fields) -> Self {
+    /// `buf` holds the token and then its payload, which starts at `split`.
+    pub(crate) fn new(buf: String, split: usize, fields: Fields) -> Self {
         Parsed {
-            token: token.into(),
-            payload,
+            buf,
+            split,
             fields,
             claims: OnceLock::new(),
             scopes: OnceLock::new(),
         }
     }
 
+    /// The compact JWS as presented.
+    pub(crate) fn token(&self) -> &str {
+        self.buf.get(..self.split).unwrap_or_default()
+    }
+
+    /// The decoded payload (JSON text).
+    pub(crate) fn payload(&self) -> &str {
+        self.buf.get(self.split..).unwrap_or_default()
+    }
+
     pub(crate) fn text<'a>(&'a self, t: &'a Text) -> Option<&'a str> {
-        t.get(&self.payload)
+        t.get(self.payload())
     }
 
     pub(crate) fn registered(&self) -> &Claims {
         self.claims.get_or_init(|| {
             // The verifier parsed these very bytes with the same parser before granting, and
             // parsing is deterministic: the fallback is unreachable (and would grant nothing).
-            crate::claims_view::claims_of(&self.payload).unwrap_or_default()
+            crate::claims_view::claims_of(self.payload()).unwrap_or_default()
         })
     }
 
@@ -100,7 +109,10 @@ impl Parsed {
     /// without building a [`ScopeSet`] when the token already carries them that way.
     pub(crate) fn scope_text(&self) -> std::borrow::Cow<'_, str> {
         match self.text(&self.fields.scope) {
-            Some(s) if self.fields.scope_canonical => s.into(),
+            // Scopes only from a `scope` already in canonical form (sorted, unique, single
+            // spaces): that text is the ScopeSet's display form as it stands. Checked here, on
+            // the audit path, rather than for every token.
+            Some(s) if !self.fields.has_scp && is_canonical(s) => s.into(),
             _ => self.scopes().to_string().into(),
         }
     }
@@ -222,23 +234,23 @@ impl Grant {
     /// # }
     /// ```
     pub fn claims<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(&self.parsed.payload)
+        serde_json::from_str(self.parsed.payload())
     }
     /// One claim by name, typed; `None` if absent or of another type.
     pub fn claim<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
         let map: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&self.parsed.payload).ok()?;
+            serde_json::from_str(self.parsed.payload()).ok()?;
         map.get(name).and_then(|v| T::deserialize(v).ok())
     }
     /// The access token itself, for token exchange (RFC 8693 `subject_token`). It is a
     /// credential: never log it.
     pub fn token(&self) -> &str {
-        &self.parsed.token
+        self.parsed.token()
     }
     /// A short, non-reversible fingerprint of the token for logs (first 8 bytes of its SHA-256,
     /// hex).
     pub fn fingerprint(&self) -> String {
-        let h = crate::crypto::sha256(self.parsed.token.as_bytes());
+        let h = crate::crypto::sha256(self.parsed.token().as_bytes());
         h[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 }

@@ -94,7 +94,7 @@ impl SignatureCache {
     /// still resolve its `kid` to the very key that verified it.
     pub(crate) fn get(&self, slot: u64, token: &str, keys: &KeySet, now: UnixTime) -> Option<Arc<Parsed>> {
         let shard = self.shard(slot).read().unwrap_or_else(|p| p.into_inner());
-        let e = shard.get(&slot).filter(|e| *e.parsed.token == *token)?;
+        let e = shard.get(&slot).filter(|e| e.parsed.token() == token)?;
         let kid = if e.named { e.key.kid() } else { None };
         let current = keys.get(kid)?;
         (e.until > now && e.key.same_key(current)).then(|| e.parsed.clone())
@@ -143,7 +143,7 @@ mod tests {
     use jsonwebtoken::Algorithm;
 
     fn parsed(token: &str) -> Arc<Parsed> {
-        Arc::new(Parsed::new(token, String::new(), Fields::default()))
+        Arc::new(Parsed::new(token.to_owned(), token.len(), Fields::default()))
     }
 
     fn put(c: &SignatureCache, token: &str, key: &VerifyingKey, named: bool, until: UnixTime) {

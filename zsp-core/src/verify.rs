@@ -35,7 +35,7 @@ use crate::denial::Denial;
 use crate::grant::{Fields, Grant, Parsed};
 use crate::header_memo::HeaderMemo;
 use crate::keys::{KeySet, Keys, VerifyingKey, parse_alg};
-use crate::policy::Policy;
+use crate::policy::{Policy, RouteRule};
 use crate::replay::{MemoryReplayGuard, ReplayError, ReplayGuard};
 use crate::revoke::{Revocation, RevocationQuery, SingleUseCheck};
 use crate::sigcache::SignatureCache;
@@ -400,6 +400,35 @@ impl Verifier {
         F: FnOnce(Grant) -> Fut,
         Fut: std::future::Future<Output = Result<(), Denial>>,
     {
+        // The steps that never wait are plain functions: the async body keeps only the awaits,
+        // so the code a request runs stays compact.
+        let rule = self.0.policy.route_for(req.method, req.path);
+        let now = self.0.clock.now();
+        let parsed = match self.lookup(token, rule, now, seen)? {
+            Lookup::Hit(parsed) => parsed,
+            Lookup::Miss(cache) => self.check_token(token, now, seen, cache).await?,
+        };
+        let admitted = self.admit(parsed, rule, req, seen)?;
+
+        // The caller's check (e.g. the DPoP proof) comes before the stores, so a request it
+        // refuses never reaches them and never burns a single-use jti.
+        check(admitted.grant.clone()).await?;
+        if self.0.revocation.is_some() || admitted.single_use {
+            self.stores(&admitted, now).await?;
+        }
+        Ok(admitted.grant)
+    }
+
+    /// Size limits, then the signature cache: a token whose signature this verifier checked
+    /// before skips straight to the checks that depend on time and on the request; never on
+    /// single-use routes.
+    fn lookup<'c>(
+        &'c self,
+        token: &str,
+        rule: Option<&RouteRule>,
+        now: UnixTime,
+        seen: &mut Seen,
+    ) -> Result<Lookup<'c>, Denial> {
         let p = &self.0.policy;
         if token.is_empty() {
             return Err(Denial::MissingToken);
@@ -407,36 +436,41 @@ impl Verifier {
         if token.len() > p.max_token_bytes {
             return Err(Denial::TokenTooLarge);
         }
-        let rule = p.route_for(req.method, req.path);
-        let now = self.0.clock.now();
-
-        // A token whose signature this verifier checked before skips straight to the checks
-        // that depend on time and on the request; never on single-use routes.
-        let cache = self
+        let Some(cache) = self
             .0
             .signature_cache
             .as_ref()
-            .filter(|_| rule.is_some_and(|r| !r.is_single_use()));
-        let slot = cache.map(|c| c.slot(token));
-        let hit = match (cache, slot) {
-            (Some(c), Some(slot)) => match &self.0.keys {
-                Keys::Static(set) => c.get(slot, token, set, now),
-                Keys::Dynamic(src) => src.current().and_then(|set| c.get(slot, token, &set, now)),
-            },
-            _ => None,
+            .filter(|_| rule.is_some_and(|r| !r.is_single_use()))
+        else {
+            return Ok(Lookup::Miss(None));
         };
-        let parsed = match hit {
+        let slot = cache.slot(token);
+        let hit = match &self.0.keys {
+            Keys::Static(set) => cache.get(slot, token, set, now),
+            Keys::Dynamic(src) => src.current().and_then(|set| cache.get(slot, token, &set, now)),
+        };
+        match hit {
             Some(parsed) => {
                 let f = &parsed.fields;
                 check_time(Some(f.exp), Some(f.iat), f.nbf, now, p)?;
                 seen.parsed = Some(parsed.clone());
-                parsed
+                Ok(Lookup::Hit(parsed))
             }
-            None => self.check_token(token, now, seen, cache.zip(slot)).await?,
-        };
-        let f = &parsed.fields;
+            None => Ok(Lookup::Miss(Some((cache, slot)))),
+        }
+    }
 
-        // Route rule, for genuine tokens only.
+    /// The route's rules for a genuine token: scopes, source addresses, sender constraint,
+    /// and what single use needs.
+    fn admit(
+        &self,
+        parsed: Arc<Parsed>,
+        rule: Option<&RouteRule>,
+        req: &RequestFacts<'_>,
+        seen: &mut Seen,
+    ) -> Result<Admitted, Denial> {
+        let p = &self.0.policy;
+        let f = &parsed.fields;
         let rule = rule.ok_or(Denial::RouteNotAllowed)?;
         seen.route = Some(rule.template_arc());
         if !rule.scopes().is_satisfied_with(|s| parsed.has_scope(s)) {
@@ -460,22 +494,27 @@ impl Verifier {
                 return Err(Denial::SourceNotAllowed);
             }
         }
-        let jti = parsed.text(&f.jti);
         if rule.is_sender_constrained() && parsed.text(&f.jkt).is_none() {
             return Err(Denial::SenderConstraintRequired);
         }
-
         let single_use = rule.is_single_use() || f.single_use;
-        let until = f.exp.saturating_add(p.leeway);
-        if single_use && jti.is_none() {
+        if single_use && parsed.text(&f.jti).is_none() {
             return Err(Denial::MissingClaim("jti"));
         }
+        let until = f.exp.saturating_add(p.leeway);
+        Ok(Admitted {
+            grant: Grant::new(parsed, seen.route.clone()),
+            single_use,
+            until,
+        })
+    }
 
-        // The caller's check (e.g. the DPoP proof) comes before the stores, so a request it
-        // refuses never reaches them and never burns a single-use jti.
-        let grant = Grant::new(parsed.clone(), seen.route.clone());
-        check(grant.clone()).await?;
-
+    /// Revocation, then first use of a single-use jti: the only checks that ask a store.
+    async fn stores(&self, admitted: &Admitted, now: UnixTime) -> Result<(), Denial> {
+        let parsed = admitted.grant.parsed();
+        let f = &parsed.fields;
+        let (single_use, until) = (admitted.single_use, admitted.until);
+        let jti = parsed.text(&f.jti);
         let mut recorded = false;
         if let Some(rev) = &self.0.revocation {
             let q = RevocationQuery {
@@ -529,7 +568,7 @@ impl Verifier {
                 return Err(d);
             }
         }
-        Ok(grant)
+        Ok(())
     }
 
     /// Everything about the token itself, cheapest first: shape, header, key, claims, and
@@ -667,18 +706,34 @@ impl Verifier {
         seen: &mut Seen,
     ) -> Result<Arc<Parsed>, Denial> {
         let p = &self.0.policy;
-        let payload = crate::b64::decode_vec(p64.as_bytes()).ok_or(Denial::Malformed("payload base64"))?;
-        // JSON text is UTF-8 (RFC 8259 §8.1); checked once here, so the grant reads its claims
-        // as text without checking again.
-        let payload = String::from_utf8(payload).map_err(|_| Denial::Malformed("payload JSON"))?;
+        // The token and its decoded payload share one buffer, which the grant keeps.
+        let split = token.len();
+        let most = p64.len() / 4 * 3 + 2;
+        // Reserved and then filled, not `vec![0; n]`: that is calloc, which glibc serves
+        // past its per-thread cache, through code the signature check has evicted from the
+        // instruction cache by the next request.
+        let mut buf = Vec::with_capacity(split + most);
+        buf.extend_from_slice(token.as_bytes());
+        buf.resize(split + most, 0);
+        let n = buf
+            .get_mut(split..)
+            .and_then(|out| crate::b64::decode_into(p64.as_bytes(), out))
+            .ok_or(Denial::Malformed("payload base64"))?;
+        buf.truncate(split + n);
+        // JSON text is UTF-8 (RFC 8259 §8.1); checked once here (with the token, which is
+        // ASCII in practice and cheap to check), so the grant reads its claims as text without
+        // checking again.
+        let buf = String::from_utf8(buf).map_err(|_| Denial::Malformed("payload JSON"))?;
+        // The token is whole UTF-8, so its end is a character boundary of `buf`.
+        let payload = buf.get(split..).ok_or(Denial::Malformed("payload JSON"))?;
         let fields = {
             // The flat scanner reads the common shape straight into borrowed fields; anything
             // else goes through serde_json into a view they borrow from.
             let view: ClaimsView<'_>;
-            let c = match Checked::parse_flat(&payload) {
+            let c = match Checked::parse_flat(payload) {
                 Some(c) => c,
                 None => {
-                    view = serde_json::from_str(&payload).map_err(|_| Denial::Malformed("payload JSON"))?;
+                    view = serde_json::from_str(payload).map_err(|_| Denial::Malformed("payload JSON"))?;
                     view.checked()
                 }
             };
@@ -693,9 +748,9 @@ impl Verifier {
                 Some(false) => return Err(Denial::InvalidAudience),
                 Some(true) => {}
             }
-            Fields::of(&payload, &c)
+            Fields::of(payload, &c)
         };
-        let parsed = Arc::new(Parsed::new(token, payload, fields));
+        let parsed = Arc::new(Parsed::new(buf, split, fields));
         seen.parsed = Some(parsed.clone());
 
         let mut sbuf = [0u8; 1024];
@@ -709,6 +764,21 @@ impl Verifier {
         }
         Ok(parsed)
     }
+}
+
+/// What the signature cache knew of a token.
+enum Lookup<'c> {
+    Hit(Arc<Parsed>),
+    /// Not there; where to file it once verified, if anywhere.
+    Miss(Option<(&'c SignatureCache, u64)>),
+}
+
+/// A token the route admits, before the caller's check and the stores.
+struct Admitted {
+    grant: Grant,
+    single_use: bool,
+    /// When a single-use record of its jti may be forgotten.
+    until: UnixTime,
 }
 
 /// Where a token stands after the checks that need no waiting.
