@@ -58,21 +58,20 @@ fn is_canonical(scope: &str) -> bool {
 /// A verified token: the token, its payload and what was read from it. Shared by every
 /// grant made from the same token (the signature cache hands it out again on a hit).
 pub(crate) struct Parsed {
-    /// The token followed by its decoded payload: one allocation for both.
-    buf: String,
-    /// Where the payload starts in `buf`.
-    split: usize,
+    token: Box<str>,
+    payload: String,
     pub fields: Fields,
     claims: OnceLock<Claims>,
     scopes: OnceLock<ScopeSet>,
 }
 
 impl Parsed {
-    /// `buf` holds the token and then its payload, which starts at `split`.
-    pub(crate) fn new(buf: String, split: usize, fields: Fields) -> Self {
+    // Two allocations, not one buffer for both: one buffer would have to be checked as UTF-8
+    // whole, the token included, which costs more than the second allocation saves.
+    pub(crate) fn new(token: &str, payload: String, fields: Fields) -> Self {
         Parsed {
-            buf,
-            split,
+            token: token.into(),
+            payload,
             fields,
             claims: OnceLock::new(),
             scopes: OnceLock::new(),
@@ -81,12 +80,12 @@ impl Parsed {
 
     /// The compact JWS as presented.
     pub(crate) fn token(&self) -> &str {
-        self.buf.get(..self.split).unwrap_or_default()
+        &self.token
     }
 
     /// The decoded payload (JSON text).
     pub(crate) fn payload(&self) -> &str {
-        self.buf.get(self.split..).unwrap_or_default()
+        &self.payload
     }
 
     pub(crate) fn text<'a>(&'a self, t: &'a Text) -> Option<&'a str> {

@@ -143,7 +143,7 @@ mod tests {
     use jsonwebtoken::Algorithm;
 
     fn parsed(token: &str) -> Arc<Parsed> {
-        Arc::new(Parsed::new(token.to_owned(), token.len(), Fields::default()))
+        Arc::new(Parsed::new(token, String::new(), Fields::default()))
     }
 
     fn put(c: &SignatureCache, token: &str, key: &VerifyingKey, named: bool, until: UnixTime) {

@@ -706,34 +706,18 @@ impl Verifier {
         seen: &mut Seen,
     ) -> Result<Arc<Parsed>, Denial> {
         let p = &self.0.policy;
-        // The token and its decoded payload share one buffer, which the grant keeps.
-        let split = token.len();
-        let most = p64.len() / 4 * 3 + 2;
-        // Reserved and then filled, not `vec![0; n]`: that is calloc, which glibc serves
-        // past its per-thread cache, through code the signature check has evicted from the
-        // instruction cache by the next request.
-        let mut buf = Vec::with_capacity(split + most);
-        buf.extend_from_slice(token.as_bytes());
-        buf.resize(split + most, 0);
-        let n = buf
-            .get_mut(split..)
-            .and_then(|out| crate::b64::decode_into(p64.as_bytes(), out))
-            .ok_or(Denial::Malformed("payload base64"))?;
-        buf.truncate(split + n);
-        // JSON text is UTF-8 (RFC 8259 §8.1); checked once here (with the token, which is
-        // ASCII in practice and cheap to check), so the grant reads its claims as text without
-        // checking again.
-        let buf = String::from_utf8(buf).map_err(|_| Denial::Malformed("payload JSON"))?;
-        // The token is whole UTF-8, so its end is a character boundary of `buf`.
-        let payload = buf.get(split..).ok_or(Denial::Malformed("payload JSON"))?;
+        let payload = crate::b64::decode_vec(p64.as_bytes()).ok_or(Denial::Malformed("payload base64"))?;
+        // JSON text is UTF-8 (RFC 8259 §8.1); checked once here, so the grant reads its claims
+        // as text without checking again.
+        let payload = String::from_utf8(payload).map_err(|_| Denial::Malformed("payload JSON"))?;
         let fields = {
             // The flat scanner reads the common shape straight into borrowed fields; anything
             // else goes through serde_json into a view they borrow from.
             let view: ClaimsView<'_>;
-            let c = match Checked::parse_flat(payload) {
+            let c = match Checked::parse_flat(&payload) {
                 Some(c) => c,
                 None => {
-                    view = serde_json::from_str(payload).map_err(|_| Denial::Malformed("payload JSON"))?;
+                    view = serde_json::from_str(&payload).map_err(|_| Denial::Malformed("payload JSON"))?;
                     view.checked()
                 }
             };
@@ -748,9 +732,9 @@ impl Verifier {
                 Some(false) => return Err(Denial::InvalidAudience),
                 Some(true) => {}
             }
-            Fields::of(payload, &c)
+            Fields::of(&payload, &c)
         };
-        let parsed = Arc::new(Parsed::new(buf, split, fields));
+        let parsed = Arc::new(Parsed::new(token, payload, fields));
         seen.parsed = Some(parsed.clone());
 
         let mut sbuf = [0u8; 1024];
