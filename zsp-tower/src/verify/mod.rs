@@ -112,8 +112,11 @@
 //!
 //! **Audit.** Every decision emits one event on target `zsp::audit` (the verifier's, or one for
 //! denials before a token exists, or an `anonymous` allow), inside a `zsp.verify` span per
-//! request (target `zsp::verify`, field `method`). To send audit events to their own sink,
-//! give them a dedicated layer with a target filter and keep them out of the application log;
+//! request (target `zsp::verify`, no fields: the event carries the method and route). The span
+//! is opened only when tracing receives the audit events and `zsp::verify` is enabled; leave
+//! that target out of the filter to keep the events without the span. To send audit events to
+//! their own sink, give them a dedicated layer with a target filter and keep them out of the
+//! application log;
 //! enabling `zsp::verify` on that layer too keeps the request span as their context:
 //!
 //! ```
