@@ -34,7 +34,10 @@ pub(crate) fn decode_into(text: &[u8], buf: &mut [u8]) -> Option<usize> {
 }
 
 /// Decodes into a new vector with [`decode_into`].
-#[allow(clippy::slow_vector_initialization, reason = "calloc is the slow one here, see below")]
+#[allow(
+    clippy::slow_vector_initialization,
+    reason = "calloc is the slow one here, see below"
+)]
 pub(crate) fn decode_vec(text: &[u8]) -> Option<Vec<u8>> {
     // Not `vec![0; n]`: that is calloc, which glibc serves past its per-thread cache, through
     // code the signature check has evicted from the instruction cache by the next request.
