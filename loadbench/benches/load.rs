@@ -16,19 +16,22 @@
 //! one reused token. Extras, not in the list: (8) is (7) with audit off, to show what
 //! the audit event costs once the signature is out of the way; (9) and (10) are (4) and (7)
 //! with the audit events going to zsp's `JsonLinesAudit` sink (also written to
-//! `std::io::sink()`) instead of through tracing.
+//! `std::io::sink()`) instead of through tracing; (11) and (12) are (4) and (7) with the audit
+//! events still going through tracing, to zsp's `JsonAuditLayer` (feature `audit-layer`) as the
+//! subscriber instead of `fmt`, filtered to `zsp::audit`, so no request span is opened.
 //!
 //! Processes: `cargo bench` starts this binary (the launcher), which re-executes itself under
 //! `taskset -c $ZSP_LOAD_CLIENT_CPU` (default 1) as the load generator; the generator starts one
 //! server process per variant under `taskset -c $ZSP_LOAD_SERVER_CPU` (default 0). All servers
-//! live for the whole run (idle ones cost nothing); rounds go 1..10, repeated, each for a fixed
+//! live for the whole run (idle ones cost nothing); rounds go 1..12, repeated, each for a fixed
 //! time with a fixed number of keep-alive connections, one request in flight per connection
 //! (closed loop, like wrk). Servers exit when their stdin closes, so none outlives the run.
 //!
-//! Every server process installs the same tracing subscriber: a `fmt` layer (plain text, no
-//! ANSI colours, as a log file gets) writing to `std::io::sink()` with the `zsp::audit` and
-//! `zsp::verify` targets enabled at INFO, so zsp builds, formats and writes one audit event per
-//! request (the write itself goes nowhere); the other variants emit nothing on those targets.
+//! Every server process but (11) and (12) installs the same tracing subscriber: a `fmt` layer
+//! (plain text, no ANSI colours, as a log file gets) writing to `std::io::sink()` with the
+//! `zsp::audit` and `zsp::verify` targets enabled at INFO, so zsp builds, formats and writes one
+//! audit event per request (the write itself goes nowhere); the other variants emit nothing on
+//! those targets.
 //!
 //! Tokens: minted in the generator process by `zsp_core::testing::TestIssuer` (ES256 key,
 //! kid `test-es256`; Ed25519 key, kid `test-ed25519`), audience `bench-api`, scope
@@ -75,10 +78,12 @@ enum Variant {
     ZspSigCacheNoAudit = 8,
     ZspEs256JsonAudit = 9,
     ZspSigCacheJsonAudit = 10,
+    ZspEs256AuditLayer = 11,
+    ZspSigCacheAuditLayer = 12,
 }
 
 impl Variant {
-    const ALL: [Variant; 10] = [
+    const ALL: [Variant; 12] = [
         Variant::NoAuth,
         Variant::Jsonwebtoken,
         Variant::JwtAuthorizer,
@@ -89,6 +94,8 @@ impl Variant {
         Variant::ZspSigCacheNoAudit,
         Variant::ZspEs256JsonAudit,
         Variant::ZspSigCacheJsonAudit,
+        Variant::ZspEs256AuditLayer,
+        Variant::ZspSigCacheAuditLayer,
     ];
 
     fn id(self) -> usize {
@@ -111,11 +118,18 @@ impl Variant {
             Variant::ZspSigCacheNoAudit => "extra: (7) with audit off",
             Variant::ZspEs256JsonAudit => "extra: (4) with audit to JsonLinesAudit",
             Variant::ZspSigCacheJsonAudit => "extra: (7) with audit to JsonLinesAudit",
+            Variant::ZspEs256AuditLayer => "extra: (4), audit through tracing to JsonAuditLayer",
+            Variant::ZspSigCacheAuditLayer => "extra: (7), audit through tracing to JsonAuditLayer",
         }
     }
 
     fn eddsa(self) -> bool {
         self == Variant::ZspEdDsa
+    }
+
+    /// Whether the server's tracing subscriber is zsp's JSON audit layer instead of `fmt`.
+    fn audit_layer(self) -> bool {
+        matches!(self, Variant::ZspEs256AuditLayer | Variant::ZspSigCacheAuditLayer)
     }
 }
 
@@ -231,8 +245,16 @@ impl From<jwt_authorizer::AuthError> for JaResponse {
     }
 }
 
-fn audit_subscriber() {
+fn audit_subscriber(variant: Variant) {
     use tracing_subscriber::{filter::Targets, fmt, prelude::*};
+    if variant.audit_layer() {
+        // zsp's own layer for the audit target only (so the zsp::verify request span is not
+        // opened), writing to the same nowhere.
+        let layer = zsp::core::JsonAuditLayer::new(std::io::sink())
+            .with_filter(Targets::new().with_target("zsp::audit", tracing::Level::INFO));
+        tracing_subscriber::registry().with(layer).init();
+        return;
+    }
     let audit = fmt::layer()
         .with_ansi(false)
         .with_writer(std::io::sink)
@@ -269,9 +291,10 @@ fn zsp_app(variant: Variant, jwks: &[u8], hello: Router) -> Router {
     }
     // The cache is on by default; (4)–(6) measure the signature check itself.
     builder = builder.signature_cache(match variant {
-        Variant::ZspSigCache | Variant::ZspSigCacheNoAudit | Variant::ZspSigCacheJsonAudit => {
-            SIG_CACHE_ENTRIES
-        }
+        Variant::ZspSigCache
+        | Variant::ZspSigCacheNoAudit
+        | Variant::ZspSigCacheJsonAudit
+        | Variant::ZspSigCacheAuditLayer => SIG_CACHE_ENTRIES,
         _ => 0,
     });
     if matches!(
@@ -331,8 +354,8 @@ async fn build_app(variant: Variant, jwks_path: &Path) -> Router {
 
 fn server_main() {
     zsp::core::crypto::ensure_provider();
-    audit_subscriber();
     let variant = Variant::from_id(env_num(VARIANT, 0)).expect("ZSP_LOAD_VARIANT");
+    audit_subscriber(variant);
     let jwks = PathBuf::from(std::env::var_os(JWKS).expect("ZSP_LOAD_JWKS"));
     // What `#[tokio::main]` gives on a process pinned to one core: one worker thread.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -974,6 +997,18 @@ fn report(variants: &[Variant], results: &[Vec<Round>], rounds: usize, secs: f64
     check(
         "zsp signature cache, JSON-lines audit (10) req/s vs no auth (1)",
         pair(Variant::ZspSigCacheJsonAudit, Variant::NoAuth, |s| s.rps),
+        0.85,
+        true,
+    );
+    check(
+        "zsp ES256, tracing to JsonAuditLayer (11) req/s vs jwt-authorizer (3)",
+        pair(Variant::ZspEs256AuditLayer, Variant::JwtAuthorizer, |s| s.rps),
+        1.06,
+        true,
+    );
+    check(
+        "zsp signature cache, tracing to JsonAuditLayer (12) req/s vs no auth (1)",
+        pair(Variant::ZspSigCacheAuditLayer, Variant::NoAuth, |s| s.rps),
         0.85,
         true,
     );

@@ -13,6 +13,8 @@
 //! seen before. [`JsonLinesAudit`] writes the same record as one JSON line for a fraction of
 //! that (see BENCHMARKS.md).
 
+#[cfg(feature = "audit-layer")]
+pub use crate::audit_layer::JsonAuditLayer;
 pub use crate::audit_log::JsonLinesAudit;
 
 use tracing::info;

@@ -77,17 +77,25 @@ impl<W: Write + Send + 'static> JsonLinesAudit<W> {
     }
 }
 
-impl<W: Write + Send + 'static> AuditSink for JsonLinesAudit<W> {
-    fn record(&self, event: &AuditEvent<'_>) {
-        let now = unix_millis();
+impl<W: Write + Send + 'static> JsonLinesAudit<W> {
+    /// Writes one line that `fill` appends to an empty, reused buffer (which must end it with
+    /// a newline).
+    pub(crate) fn write_line(&self, fill: impl FnOnce(&mut Vec<u8>)) {
         let mut guard = self.out.lock().unwrap_or_else(|p| p.into_inner());
         let (out, line) = &mut *guard;
         line.clear();
-        event.write_json_line(line, now);
+        fill(line);
         // An audit write that fails cannot undo the decision; it is reported, not raised.
         if let Err(e) = out.write_all(line) {
             tracing::warn!(target: "zsp::verify", error = %e, "audit sink write failed");
         }
+    }
+}
+
+impl<W: Write + Send + 'static> AuditSink for JsonLinesAudit<W> {
+    fn record(&self, event: &AuditEvent<'_>) {
+        let now = unix_millis();
+        self.write_line(|line| event.write_json_line(line, now));
     }
 }
 
@@ -124,7 +132,7 @@ impl AuditEvent<'_> {
     }
 }
 
-fn decimal(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -138,7 +146,7 @@ fn decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-fn field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+pub(crate) fn field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
     let Some(value) = value else { return };
     out.extend_from_slice(b",\"");
     out.extend_from_slice(name.as_bytes());
@@ -162,7 +170,7 @@ const ESCAPE: [bool; 256] = {
 };
 
 /// RFC 8259 §7: `"`, `\` and control characters escaped; everything else as it is (UTF-8).
-fn escape_into(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn escape_into(out: &mut Vec<u8>, s: &str) {
     let mut rest = s.as_bytes();
     // Claims almost never need escaping: copy runs of plain bytes whole.
     while let Some(i) = rest.iter().position(|&b| ESCAPE[usize::from(b)]) {

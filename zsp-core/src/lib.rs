@@ -37,6 +37,8 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+#[cfg(feature = "audit-layer")]
+mod audit_layer;
 mod audit_log;
 pub mod b64;
 pub mod claims;
@@ -61,6 +63,8 @@ mod sigcache;
 pub mod testing;
 pub mod verify;
 
+#[cfg(feature = "audit-layer")]
+pub use audit::JsonAuditLayer;
 pub use audit::{AuditDecision, AuditEvent, AuditSink, JsonLinesAudit};
 pub use claims::{Actor, Audience, Claims, Confirmation, ScopeSet};
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
