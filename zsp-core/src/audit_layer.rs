@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
+use std::sync::Arc;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -22,9 +23,13 @@ const AUDIT_TARGET: &str = "zsp::audit";
 /// A tracing-subscriber [`Layer`] that writes every event on target `zsp::audit` as one JSON
 /// line: `ts_ms` (milliseconds since the Unix epoch), then the event's fields in order, all
 /// escaped as RFC 8259 requires; the event's message is left out. For the verifier's events
-/// the line is the one [`JsonLinesAudit`] writes. Lines are buffered like
-/// [`JsonLinesAudit`]'s: [`flush`](Self::flush) at shutdown, or build it
-/// [`with_buffer`](Self::with_buffer)`(out, 0)`.
+/// the line is the one [`JsonLinesAudit`] writes, and the two can share one
+/// [`JsonLinesAudit`] ([`from_sink`](Self::from_sink)).
+///
+/// Lines are buffered like [`JsonLinesAudit`]'s. A layer installed as the global subscriber is
+/// never dropped, so nothing flushes its buffer at exit by itself: keep its [`sink`](Self::sink)
+/// and flush that at shutdown, or build it [`with_buffer`](Self::with_buffer)`(out, 0)` to write
+/// each line as it comes.
 ///
 /// Give it a per-layer filter for the audit target, so that it neither sees nor enables
 /// anything else (and the verifier's request span, on `zsp::verify`, is not opened for it):
@@ -36,7 +41,8 @@ const AUDIT_TARGET: &str = "zsp::audit";
 /// # let dir = std::env::temp_dir().join(format!("zsp-audit-doc-{}", std::process::id()));
 /// # std::fs::create_dir_all(&dir).unwrap();
 /// let path = dir.join("audit.jsonl");
-/// let layer = JsonAuditLayer::with_buffer(std::fs::File::create(&path).unwrap(), 0);
+/// let layer = JsonAuditLayer::new(std::fs::File::create(&path).unwrap());
+/// let audit_log = layer.sink(); // to flush at shutdown
 /// let subscriber = tracing_subscriber::registry()
 ///     .with(layer.with_filter(Targets::new().with_target("zsp::audit", tracing::Level::INFO)));
 /// tracing::subscriber::with_default(subscriber, || {
@@ -49,6 +55,7 @@ const AUDIT_TARGET: &str = "zsp::audit";
 ///     .emit();
 ///     tracing::info!(target: "app", "not an audit event: not written");
 /// });
+/// audit_log.flush().unwrap();
 /// let text = std::fs::read_to_string(&path).unwrap();
 /// assert_eq!(text.lines().count(), 1);
 /// let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -59,28 +66,30 @@ const AUDIT_TARGET: &str = "zsp::audit";
 /// ```
 #[derive(Debug)]
 pub struct JsonAuditLayer<W: Write + Send + 'static> {
-    lines: JsonLinesAudit<W>,
+    lines: Arc<JsonLinesAudit<W>>,
 }
 
 impl<W: Write + Send + 'static> JsonAuditLayer<W> {
     /// Audit lines to `out`, buffered (8 KiB).
     pub fn new(out: W) -> Self {
-        Self {
-            lines: JsonLinesAudit::new(out),
-        }
+        Self::from_sink(Arc::new(JsonLinesAudit::new(out)))
     }
 
     /// Audit lines to `out` through a buffer of `capacity` bytes; with 0, each line is written
     /// as its event arrives.
     pub fn with_buffer(out: W, capacity: usize) -> Self {
-        Self {
-            lines: JsonLinesAudit::with_buffer(out, capacity),
-        }
+        Self::from_sink(Arc::new(JsonLinesAudit::with_buffer(out, capacity)))
     }
 
-    /// Writes out buffered lines.
-    pub fn flush(&self) -> std::io::Result<()> {
-        self.lines.flush()
+    /// Audit lines through `sink`, which a verifier may also use directly
+    /// ([`crate::VerifierBuilder::audit_sink`]): one file, one buffer, whole lines.
+    pub fn from_sink(sink: Arc<JsonLinesAudit<W>>) -> Self {
+        Self { lines: sink }
+    }
+
+    /// The sink the lines go through: keep it to flush at shutdown.
+    pub fn sink(&self) -> Arc<JsonLinesAudit<W>> {
+        self.lines.clone()
     }
 }
 
@@ -224,6 +233,29 @@ mod tests {
         assert_eq!(got, expected);
         assert_eq!(got["sub"], hostile);
         assert!(got.get("client_id").is_none() && got.get("message").is_none());
+    }
+
+    /// A verifier's sink and the layer can share one sink: both lines land in it, whole.
+    #[test]
+    fn a_shared_sink_gets_both_lines() {
+        use crate::audit::AuditSink;
+        let out = Shared::default();
+        let sink = Arc::new(JsonLinesAudit::new(out.clone()));
+        let layer = JsonAuditLayer::from_sink(sink.clone());
+        let subscriber = tracing_subscriber::registry()
+            .with(layer.with_filter(Targets::new().with_target(AUDIT_TARGET, tracing::Level::INFO)));
+        tracing::subscriber::with_default(subscriber, || {
+            event(Some("through tracing")).emit();
+            sink.record(&event(Some("direct")));
+        });
+        assert!(out.0.lock().unwrap().is_empty(), "buffered until flushed");
+        sink.flush().unwrap();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let subs: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["sub"].to_string())
+            .collect();
+        assert_eq!(subs, ["\"through tracing\"", "\"direct\""]);
     }
 
     /// Other zsp audit events (the broker's use `%display` fields) and every value type.
