@@ -115,44 +115,57 @@ pub(crate) fn unix_millis() -> u64 {
 impl AuditEvent<'_> {
     /// Appends the event as one JSON object and a newline; absent fields are left out.
     pub(crate) fn write_json_line(&self, out: &mut Vec<u8>, ts_ms: u64) {
+        out.reserve(256);
         out.extend_from_slice(b"{\"ts_ms\":");
         decimal(out, ts_ms);
-        field(out, "decision", Some(self.decision.as_str()));
-        field(out, "reason", Some(self.reason));
-        field(out, "iss", self.iss);
-        field(out, "sub", self.sub);
-        field(out, "client_id", self.client_id);
-        field(out, "jti", self.jti);
-        field(out, "method", Some(self.method));
-        field(out, "route", self.route);
-        field(out, "scopes", self.scopes);
+        // Each key with its quotes and colon is one literal: one copy per field.
+        string_field(out, b",\"decision\":\"", Some(self.decision.as_str()));
+        string_field(out, b",\"reason\":\"", Some(self.reason));
+        string_field(out, b",\"iss\":\"", self.iss);
+        string_field(out, b",\"sub\":\"", self.sub);
+        string_field(out, b",\"client_id\":\"", self.client_id);
+        string_field(out, b",\"jti\":\"", self.jti);
+        string_field(out, b",\"method\":\"", Some(self.method));
+        string_field(out, b",\"route\":\"", self.route);
+        string_field(out, b",\"scopes\":\"", self.scopes);
         out.extend_from_slice(b",\"elapsed_us\":");
         decimal(out, self.elapsed_us);
         out.extend_from_slice(b"}\n");
     }
 }
 
-pub(crate) fn decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
-pub(crate) fn field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+/// `key` (`,"name":"`), then `value` escaped, then the closing quote; nothing for `None`.
+fn string_field(out: &mut Vec<u8>, key: &[u8], value: Option<&str>) {
     let Some(value) = value else { return };
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":\"");
+    out.extend_from_slice(key);
     escape_into(out, value);
     out.push(b'"');
+}
+
+/// `n` in decimal, two digits per step.
+pub(crate) fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        i -= 1;
+        digits[i] = b'0' + n as u8;
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Bytes JSON (RFC 8259 §7) needs escaped in a string, plus DEL (terminal safety).
@@ -173,7 +186,7 @@ const ESCAPE: [bool; 256] = {
 pub(crate) fn escape_into(out: &mut Vec<u8>, s: &str) {
     let mut rest = s.as_bytes();
     // Claims almost never need escaping: copy runs of plain bytes whole.
-    while let Some(i) = rest.iter().position(|&b| ESCAPE[usize::from(b)]) {
+    while let Some(i) = first_to_escape(rest) {
         out.extend_from_slice(&rest[..i]);
         let b = rest[i];
         match b {
@@ -192,6 +205,31 @@ pub(crate) fn escape_into(out: &mut Vec<u8>, s: &str) {
         rest = &rest[i + 1..];
     }
     out.extend_from_slice(rest);
+}
+
+/// The index of the first byte [`ESCAPE`] marks, eight bytes at a time: a word is searched
+/// byte by byte only when its cheap test fires. The test works on the bytes with their high bit
+/// cleared (so no lane carries into the next) and may fire for a UTF-8 byte above 0x80, never
+/// miss a byte to escape.
+fn first_to_escape(b: &[u8]) -> Option<usize> {
+    const L: u64 = 0x0101_0101_0101_0101;
+    const H: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(w) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
+        let lo = u64::from_le_bytes(*w) & !H;
+        let control = !lo.wrapping_add(L * (0x80 - 0x20)); // lo < 0x20
+        let del = lo.wrapping_add(L); // lo = 0x7f
+        let quote = !(lo ^ (L * u64::from(b'"'))).wrapping_add(L * 0x7f); // lo = '"'
+        let backslash = !(lo ^ (L * u64::from(b'\\'))).wrapping_add(L * 0x7f); // lo = '\\'
+        if (control | del | quote | backslash) & H != 0 {
+            if let Some(j) = w.iter().position(|&c| ESCAPE[usize::from(c)]) {
+                return Some(i + j);
+            }
+        }
+        i += 8;
+    }
+    let tail = b.get(i..)?;
+    tail.iter().position(|&c| ESCAPE[usize::from(c)]).map(|j| i + j)
 }
 
 #[cfg(test)]
@@ -257,7 +295,48 @@ mod tests {
         assert_eq!(out.0.lock().unwrap().iter().filter(|b| **b == b'\n').count(), 1);
     }
 
+    #[test]
+    fn decimals() {
+        for n in [
+            0,
+            7,
+            9,
+            10,
+            42,
+            99,
+            100,
+            101,
+            999,
+            1_000,
+            1_700_000_000_000,
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn any_decimal(n in proptest::num::u64::ANY) {
+            let mut out = Vec::new();
+            decimal(&mut out, n);
+            proptest::prop_assert_eq!(out, n.to_string().into_bytes());
+        }
+
+        /// The word-at-a-time search finds what the table finds, on any bytes.
+        #[test]
+        fn first_to_escape_agrees_with_the_table(
+            b in proptest::collection::vec(
+                proptest::prop_oneof![0x20u8..0x7f, proptest::num::u8::ANY],
+                0..80,
+            ),
+        ) {
+            let expected = b.iter().position(|&c| ESCAPE[usize::from(c)]);
+            proptest::prop_assert_eq!(first_to_escape(&b), expected);
+        }
+
         /// Whatever a claim holds, the line parses back to exactly that claim.
         #[test]
         fn any_claim_round_trips(sub in "\\PC*|[\\x00-\\x7f]*") {
