@@ -221,10 +221,10 @@ fn first_to_escape(b: &[u8]) -> Option<usize> {
         let del = lo.wrapping_add(L); // lo = 0x7f
         let quote = !(lo ^ (L * u64::from(b'"'))).wrapping_add(L * 0x7f); // lo = '"'
         let backslash = !(lo ^ (L * u64::from(b'\\'))).wrapping_add(L * 0x7f); // lo = '\\'
-        if (control | del | quote | backslash) & H != 0 {
-            if let Some(j) = w.iter().position(|&c| ESCAPE[usize::from(c)]) {
-                return Some(i + j);
-            }
+        if (control | del | quote | backslash) & H != 0
+            && let Some(j) = w.iter().position(|&c| ESCAPE[usize::from(c)])
+        {
+            return Some(i + j);
         }
         i += 8;
     }
