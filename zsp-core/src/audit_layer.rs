@@ -170,26 +170,12 @@ impl Visit for JsonFields<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
 
     use super::*;
     use crate::audit::{AuditDecision, AuditEvent};
-
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::audit_log::tests::Shared;
 
     fn capture(emit: impl FnOnce()) -> Vec<serde_json::Value> {
         let out = Shared::default();

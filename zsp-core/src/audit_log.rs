@@ -233,7 +233,7 @@ fn first_to_escape(b: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::audit::AuditDecision;
 
@@ -267,19 +267,22 @@ mod tests {
         assert!(v.get("jti").is_none());
     }
 
+    /// A writer whose bytes the test can read back.
+    #[derive(Clone, Default)]
+    pub(crate) struct Shared(pub(crate) std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[test]
     fn lines_are_buffered_until_flushed_or_dropped() {
-        #[derive(Clone, Default)]
-        struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
-        impl Write for Shared {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let out = Shared::default();
         let audit = JsonLinesAudit::new(out.clone());
         audit.record(&event(Some("s")));
