@@ -174,8 +174,7 @@ mod tests {
     use tracing_subscriber::prelude::*;
 
     use super::*;
-    use crate::audit::{AuditDecision, AuditEvent};
-    use crate::audit_log::tests::Shared;
+    use crate::audit_log::tests::{Shared, event};
 
     fn capture(emit: impl FnOnce()) -> Vec<serde_json::Value> {
         let out = Shared::default();
@@ -186,21 +185,6 @@ mod tests {
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert!(text.is_empty() || text.ends_with('\n'));
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-    }
-
-    fn event<'a>(sub: Option<&'a str>) -> AuditEvent<'a> {
-        AuditEvent {
-            decision: AuditDecision::Deny,
-            reason: "bad_signature",
-            iss: Some("https://i"),
-            sub,
-            client_id: None,
-            jti: Some("j"),
-            method: "POST",
-            route: Some("/pay"),
-            scopes: None,
-            elapsed_us: 17,
-        }
     }
 
     /// The verifier's event through tracing gives the line the sink writes, but the time.

@@ -237,16 +237,17 @@ pub(crate) mod tests {
     use super::*;
     use crate::audit::AuditDecision;
 
-    fn event<'a>(sub: Option<&'a str>) -> AuditEvent<'a> {
+    /// A denial with `sub` as given and no `client_id` or `scopes`.
+    pub(crate) fn event<'a>(sub: Option<&'a str>) -> AuditEvent<'a> {
         AuditEvent {
             decision: AuditDecision::Deny,
             reason: "bad_signature",
             iss: Some("https://i"),
             sub,
             client_id: None,
-            jti: None,
+            jti: Some("j"),
             method: "POST",
-            route: None,
+            route: Some("/pay"),
             scopes: None,
             elapsed_us: 12,
         }
@@ -264,7 +265,8 @@ pub(crate) mod tests {
         assert_eq!(v["sub"], nasty);
         assert_eq!(v["ts_ms"], 1_700_000_000_000u64);
         assert_eq!(v["elapsed_us"], 12);
-        assert!(v.get("jti").is_none());
+        assert!(v.get("client_id").is_none() && v.get("scopes").is_none());
+        assert_eq!(v["jti"], "j");
     }
 
     /// A writer whose bytes the test can read back.
