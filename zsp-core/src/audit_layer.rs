@@ -38,10 +38,11 @@ const AUDIT_TARGET: &str = "zsp::audit";
 /// use tracing_subscriber::{filter::Targets, prelude::*};
 /// use zsp_core::audit::{AuditDecision, AuditEvent, JsonAuditLayer};
 ///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let dir = std::env::temp_dir().join(format!("zsp-audit-doc-{}", std::process::id()));
-/// # std::fs::create_dir_all(&dir).unwrap();
+/// # std::fs::create_dir_all(&dir)?;
 /// let path = dir.join("audit.jsonl");
-/// let layer = JsonAuditLayer::new(std::fs::File::create(&path).unwrap());
+/// let layer = JsonAuditLayer::new(std::fs::File::create(&path)?);
 /// let audit_log = layer.sink(); // to flush at shutdown
 /// let subscriber = tracing_subscriber::registry()
 ///     .with(layer.with_filter(Targets::new().with_target("zsp::audit", tracing::Level::INFO)));
@@ -55,14 +56,15 @@ const AUDIT_TARGET: &str = "zsp::audit";
 ///     .emit();
 ///     tracing::info!(target: "app", "not an audit event: not written");
 /// });
-/// audit_log.flush().unwrap();
-/// let text = std::fs::read_to_string(&path).unwrap();
+/// audit_log.flush()?;
+/// let text = std::fs::read_to_string(&path)?;
 /// assert_eq!(text.lines().count(), 1);
-/// let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+/// let v: serde_json::Value = serde_json::from_str(&text)?;
 /// assert_eq!(v["decision"], "allow");
 /// assert_eq!(v["route"], "/orders/{id}");
 /// assert_eq!(v["elapsed_us"], 3);
-/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct JsonAuditLayer<W: Write + Send + 'static> {
