@@ -231,6 +231,46 @@ async fn new_signing_key_is_accepted_after_exactly_one_refetch() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn through_the_layer_a_new_key_waits_for_its_refetch_and_reaches_the_handler() {
+    let server = Server::start().await;
+    let clock = clock();
+    let (old, new) = (issuer("key-1", &clock), issuer("key-2", &clock));
+    server.state.publish(&[&old]);
+    let jwks = remote(&server.jwks_uri(), &clock);
+    let v = verifier(&jwks, &clock);
+    let app = Router::new()
+        .route(
+            "/orders",
+            get(|Auth(grant): Auth| async move { grant.subject().unwrap_or("").to_owned() }),
+        )
+        .layer(verify_layer(v.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let get_orders = |issuer: &TestIssuer| {
+        let token = issuer.token(AUD, &["orders:read"]).mint().unwrap();
+        reqwest::Client::new()
+            .get(format!("http://{addr}/orders"))
+            .bearer_auth(token)
+            .send()
+    };
+
+    // The first request finds no keys yet, the second a known kid: one fetch between them.
+    assert_eq!(get_orders(&old).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get_orders(&old).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(server.state.hits(), 1);
+
+    // key-2, past the cooldown: the layer waits for the refetch and the handler runs.
+    server.state.publish(&[&old, &new]);
+    clock.advance(11);
+    let resp = get_orders(&new).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "test-subject");
+    assert_eq!(server.state.hits(), 2);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_unknown_kids_cause_at_most_one_fetch() {
     let server = Server::start().await;

@@ -79,4 +79,4 @@ pub use mint::{MintError, MintRequest, Minter, SigningKey};
 pub use policy::{Policy, PolicyBuilder, PolicyConfig, PolicyError, RouteRule, ScopeRequirement};
 pub use replay::{MemoryReplayGuard, ReplayError, ReplayGuard};
 pub use revoke::{MemoryRevocation, Revocation, RevocationError, RevocationQuery};
-pub use verify::{DEFAULT_SIGNATURE_CACHE, RequestFacts, Verifier, VerifierBuilder};
+pub use verify::{DEFAULT_SIGNATURE_CACHE, RequestFacts, Unfinished, Verifier, VerifierBuilder};

@@ -404,19 +404,185 @@ impl Verifier {
         // so the code a request runs stays compact.
         let rule = self.0.policy.route_for(req.method, req.path);
         let now = self.0.clock.now();
-        let parsed = match self.lookup(token, rule, now, seen)? {
-            Lookup::Hit(parsed) => parsed,
-            Lookup::Miss(cache) => self.check_token(token, now, seen, cache).await?,
+        let admitted = match self.front(token, rule, now, req, seen)? {
+            Front::Admitted(admitted) => admitted,
+            Front::NeedsKeys(wait) => {
+                let parsed = self.refresh_and_finish(token, wait, now, seen).await?;
+                self.admit(parsed, rule, req, seen)?
+            }
         };
-        let admitted = self.admit(parsed, rule, req, seen)?;
 
         // The caller's check (e.g. the DPoP proof) comes before the stores, so a request it
         // refuses never reaches them and never burns a single-use jti.
         check(admitted.grant.clone()).await?;
-        if self.0.revocation.is_some() || admitted.single_use {
+        if self.needs_stores(&admitted) {
             self.stores(&admitted, now).await?;
         }
         Ok(admitted.grant)
+    }
+
+    /// [`verify`](Self::verify) without waiting, for callers on a hot path that can do
+    /// without a future: the decision, audited exactly as `verify` audits it, whenever no
+    /// store and no key refresh is involved, with `check` (a synchronous caller check, run
+    /// where [`verify_with`](Self::verify_with) runs its own) already applied. Otherwise the
+    /// work done so far, to be completed by [`finish`](Self::finish); nothing is checked twice.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use http::Method;
+    /// use zsp_core::testing::TestIssuer;
+    /// use zsp_core::{Policy, RequestFacts, RouteRule, Verifier};
+    ///
+    /// let issuer = TestIssuer::es256("https://broker.example");
+    /// let policy = Policy::builder()
+    ///     .issuer("https://broker.example")
+    ///     .audience("api")
+    ///     .route(RouteRule::get("/orders").all_of(["orders:read"]))
+    ///     .route(RouteRule::post("/pay").all_of(["pay"]).single_use())
+    ///     .build()
+    ///     .unwrap();
+    /// let verifier = Verifier::builder(policy, issuer.key_set()).build();
+    /// let no_check = |_: &zsp_core::Grant| Ok(());
+    ///
+    /// let token = issuer.token("api", &["orders:read"]).mint().unwrap();
+    /// let get = RequestFacts::new(&Method::GET, "/orders");
+    /// let grant = match verifier.verify_now(&token, &get, no_check) {
+    ///     Ok(decision) => decision.unwrap(),
+    ///     Err(unfinished) => verifier.finish(unfinished, &get, no_check).await.unwrap(),
+    /// };
+    /// assert_eq!(grant.route(), Some("/orders"));
+    ///
+    /// // A single-use route needs the replay guard, which may wait: finished asynchronously.
+    /// let token = issuer.token("api", &["pay"]).mint().unwrap();
+    /// let post = RequestFacts::new(&Method::POST, "/pay");
+    /// let unfinished = verifier.verify_now(&token, &post, no_check).unwrap_err();
+    /// assert!(verifier.finish(unfinished, &post, no_check).await.is_ok());
+    /// # }
+    /// ```
+    pub fn verify_now<C>(
+        &self,
+        token: &str,
+        req: &RequestFacts<'_>,
+        check: C,
+    ) -> Result<Result<Grant, Denial>, Unfinished>
+    where
+        C: FnOnce(&Grant) -> Result<(), Denial>,
+    {
+        let start = self.audit_wanted().then(Instant::now);
+        let mut seen = Seen::default();
+        let rule = self.0.policy.route_for(req.method, req.path);
+        let now = self.0.clock.now();
+        let result = match self.front(token, rule, now, req, &mut seen) {
+            Err(denial) => Err(denial),
+            Ok(Front::NeedsKeys(wait)) => {
+                return Err(Unfinished {
+                    state: Waiting::Keys(token.into(), wait),
+                    seen,
+                    start,
+                    now,
+                });
+            }
+            Ok(Front::Admitted(admitted)) => match check(&admitted.grant) {
+                Err(denial) => Err(denial),
+                Ok(()) if self.needs_stores(&admitted) => {
+                    return Err(Unfinished {
+                        state: Waiting::Stores(admitted),
+                        seen,
+                        start,
+                        now,
+                    });
+                }
+                Ok(()) => Ok(admitted.grant),
+            },
+        };
+        if let Some(start) = start {
+            self.emit(&result, req, &seen, start);
+        }
+        Ok(result)
+    }
+
+    /// Completes what [`verify_now`](Self::verify_now) could not, for the same request
+    /// (`req`) and with the same `check`, and audits the outcome.
+    pub async fn finish<C>(
+        &self,
+        unfinished: Unfinished,
+        req: &RequestFacts<'_>,
+        check: C,
+    ) -> Result<Grant, Denial>
+    where
+        C: FnOnce(&Grant) -> Result<(), Denial>,
+    {
+        let Unfinished {
+            state,
+            mut seen,
+            start,
+            now,
+        } = unfinished;
+        let result = self.finish_inner(state, req, &mut seen, now, check).await;
+        if let Some(start) = start {
+            self.emit(&result, req, &seen, start);
+        }
+        result
+    }
+
+    async fn finish_inner<C>(
+        &self,
+        state: Waiting,
+        req: &RequestFacts<'_>,
+        seen: &mut Seen,
+        now: UnixTime,
+        check: C,
+    ) -> Result<Grant, Denial>
+    where
+        C: FnOnce(&Grant) -> Result<(), Denial>,
+    {
+        let admitted = match state {
+            // The caller's check ran before the stores were needed.
+            Waiting::Stores(admitted) => admitted,
+            Waiting::Keys(token, wait) => {
+                let parsed = self.refresh_and_finish(&token, wait, now, seen).await?;
+                let rule = self.0.policy.route_for(req.method, req.path);
+                let admitted = self.admit(parsed, rule, req, seen)?;
+                check(&admitted.grant)?;
+                if !self.needs_stores(&admitted) {
+                    return Ok(admitted.grant);
+                }
+                admitted
+            }
+        };
+        self.stores(&admitted, now).await?;
+        Ok(admitted.grant)
+    }
+
+    fn needs_stores(&self, admitted: &Admitted) -> bool {
+        self.0.revocation.is_some() || admitted.single_use
+    }
+
+    /// Every check that needs no waiting, in order, up to the route's admission: or where
+    /// they had to stop for a key refresh.
+    fn front(
+        &self,
+        token: &str,
+        rule: Option<&RouteRule>,
+        now: UnixTime,
+        req: &RequestFacts<'_>,
+        seen: &mut Seen,
+    ) -> Result<Front, Denial> {
+        let parsed = match self.lookup(token, rule, now, seen)? {
+            Lookup::Hit(parsed) => parsed,
+            Lookup::Miss(cache) => match self.check_token_now(token, now, seen, cache)? {
+                Step::Done(parsed) => parsed,
+                Step::Refresh { kid, alg, had_set } => {
+                    return Ok(Front::NeedsKeys(KeyWait {
+                        kid,
+                        alg,
+                        had_set,
+                        slot: cache.map(|(_, slot)| slot),
+                    }));
+                }
+            },
+        };
+        self.admit(parsed, rule, req, seen).map(Front::Admitted)
     }
 
     /// Size limits, then the signature cache: a token whose signature this verifier checked
@@ -571,24 +737,22 @@ impl Verifier {
         Ok(())
     }
 
-    /// Everything about the token itself, cheapest first: shape, header, key, claims, and
-    /// last the signature. A token that verifies goes into the signature cache (`cache`)
-    /// unless it is single-use.
-    ///
-    /// Only an unknown kid with dynamic keys waits (for one coalesced refresh); everything
-    /// else is [`check_token_now`](Self::check_token_now), plain synchronous code, so the
-    /// future stays small and nothing large is held across the wait.
-    async fn check_token(
+    /// After [`check_token_now`](Self::check_token_now) stopped at a `kid` the dynamic keys
+    /// do not have: one coalesced refresh, then the rest of the token's checks with the key
+    /// it brought. A token that verifies goes into the signature cache unless single-use.
+    async fn refresh_and_finish(
         &self,
         token: &str,
+        wait: KeyWait,
         now: UnixTime,
         seen: &mut Seen,
-        cache: Option<(&SignatureCache, u64)>,
     ) -> Result<Arc<Parsed>, Denial> {
-        let (kid, alg, had_set) = match self.check_token_now(token, now, seen, cache)? {
-            Step::Done(parsed) => return Ok(parsed),
-            Step::Refresh { kid, alg, had_set } => (kid, alg, had_set),
-        };
+        let KeyWait {
+            kid,
+            alg,
+            had_set,
+            slot,
+        } = wait;
         let Keys::Dynamic(src) = &self.0.keys else {
             return Err(Denial::UnknownKey);
         };
@@ -602,11 +766,13 @@ impl Verifier {
             return Err(Denial::AlgorithmMismatch);
         }
         let segments = segments(token)?;
+        let cache = self.0.signature_cache.as_ref().zip(slot);
         self.finish_token(token, segments, key, kid.is_some(), false, now, seen, cache)
     }
 
-    /// [`check_token`](Self::check_token) up to the point where it would have to wait for
-    /// keys.
+    /// Everything about the token itself, cheapest first: shape, header, key, claims, and
+    /// last the signature, up to the point where it would have to wait for keys (an unknown
+    /// kid with dynamic keys).
     fn check_token_now(
         &self,
         token: &str,
@@ -763,6 +929,50 @@ struct Admitted {
     single_use: bool,
     /// When a single-use record of its jti may be forgotten.
     until: UnixTime,
+}
+
+/// A verification that [`Verifier::verify_now`] had to leave for
+/// [`Verifier::finish`]: it waits for a key refresh or for the revocation and replay stores.
+#[must_use = "finish it with Verifier::finish, or the request is neither allowed nor audited"]
+pub struct Unfinished {
+    state: Waiting,
+    seen: Seen,
+    start: Option<Instant>,
+    now: UnixTime,
+}
+
+impl std::fmt::Debug for Unfinished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let waits_for = match self.state {
+            Waiting::Keys(..) => "keys",
+            Waiting::Stores(_) => "stores",
+        };
+        f.debug_struct("Unfinished")
+            .field("waits_for", &waits_for)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Waiting {
+    /// The token (owned: the wait outlives the caller's borrow) and the key it names.
+    Keys(Box<str>, KeyWait),
+    /// Admitted and checked by the caller; revocation and replay remain.
+    Stores(Admitted),
+}
+
+/// The unknown key a token names, and where the signature cache would file the token.
+struct KeyWait {
+    kid: Option<String>,
+    alg: Algorithm,
+    /// Whether there was a key set at all (else the keys are unavailable).
+    had_set: bool,
+    slot: Option<u64>,
+}
+
+/// Where a request stands after every check that needs no waiting.
+enum Front {
+    Admitted(Admitted),
+    NeedsKeys(KeyWait),
 }
 
 /// Where a token stands after the checks that need no waiting.

@@ -59,25 +59,30 @@ fn credentials<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<Option
     let Some(value) = first else {
         return Ok(None);
     };
-    // A header value holds only visible ASCII, tab and obs-text, so ASCII is exactly what
-    // `to_str` accepts; checking it a word at a time is several times cheaper on a token's
-    // hundreds of bytes.
-    let value = Some(value.as_bytes())
-        .filter(|b| b.is_ascii())
-        .and_then(|b| std::str::from_utf8(b).ok())
+    // Split on bytes: the scheme is a few bytes at the front, the token hundreds, searched
+    // for spaces with SIMD. Only the token is turned into text, and it must be ASCII: a
+    // header value may carry obs-text, which no compact JWS contains.
+    let value = value.as_bytes();
+    let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
+        Some(i) => (&value[..i], &value[i + 1..]),
+        None => (value, &value[value.len()..]),
+    };
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    let end = rest.iter().rposition(|&b| b != b' ').map_or(start, |i| i + 1);
+    let token = &rest[start..end];
+    let malformed = token.is_empty() || memchr::memchr(b' ', token).is_some();
+    let token = Some(token)
+        .filter(|t| t.is_ascii())
+        .and_then(|t| std::str::from_utf8(t).ok())
         .ok_or(Denial::InvalidRequest(
             "Authorization header is not visible ASCII",
         ))?;
-    // The scheme is a few bytes; the token is hundreds, searched for spaces with SIMD.
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    let token = rest.trim_matches(' ');
-    let malformed = token.is_empty() || memchr::memchr(b' ', token.as_bytes()).is_some();
-    if scheme.eq_ignore_ascii_case("bearer") {
+    if scheme.eq_ignore_ascii_case(b"bearer") {
         if malformed {
             return Err(Denial::InvalidRequest("malformed Bearer credentials"));
         }
         Ok(Some(Credential::Bearer(token)))
-    } else if scheme.eq_ignore_ascii_case("dpop") {
+    } else if scheme.eq_ignore_ascii_case(b"dpop") {
         if malformed {
             return Err(Denial::InvalidRequest("malformed DPoP credentials"));
         }
@@ -256,6 +261,62 @@ impl Config {
     }
 }
 
+impl Config {
+    /// What the credentials decide before any token check: the token to verify, or the
+    /// outcome (each denial audited, as is an anonymous pass).
+    fn screen<'r>(
+        &self,
+        headers: &'r HeaderMap,
+        query: Option<&str>,
+        facts: &RequestFacts<'_>,
+    ) -> Result<(TokenScheme, &'r str), Outcome> {
+        let verifier = &self.verifier;
+        let deny = |denial: Denial| {
+            verifier.audit_denial(&denial, facts);
+            Err(Outcome::Deny(denial, None))
+        };
+        match credentials(headers, query) {
+            Err(denial) => deny(denial),
+            Ok(None) if self.anonymous => {
+                verifier.record(&AuditEvent {
+                    decision: AuditDecision::Allow,
+                    reason: "anonymous",
+                    iss: None,
+                    sub: None,
+                    client_id: None,
+                    jti: None,
+                    method: facts.method.as_str(),
+                    route: None,
+                    scopes: None,
+                    elapsed_us: 0,
+                });
+                Err(Outcome::Anonymous)
+            }
+            Ok(None) => deny(Denial::MissingToken),
+            // Never downgraded to Bearer: without a DPoP verifier the scheme is refused.
+            Ok(Some(Credential::DPoP(_))) if self.dpop.is_none() => {
+                deny(Denial::InvalidRequest("DPoP scheme not accepted"))
+            }
+            Ok(Some(Credential::DPoP(token))) => Ok((TokenScheme::Dpop, token)),
+            Ok(Some(Credential::Bearer(token))) => Ok((TokenScheme::Bearer, token)),
+        }
+    }
+
+    fn facts<'r, B>(&self, req: &'r Request<B>) -> RequestFacts<'r> {
+        RequestFacts::new(req.method(), req.uri().path())
+            .client_ip(self.client_ip(req.headers(), req.extensions()))
+    }
+}
+
+/// RFC 9449 §7.2 holds even where DPoP is not configured: a bound token is worthless without
+/// its key, so it is never accepted as a bearer token.
+fn not_bound(grant: &Grant) -> Result<(), Denial> {
+    match grant.jkt() {
+        Some(_) => Err(Denial::DpopBoundTokenAsBearer),
+        None => Ok(()),
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for VerifyService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -265,69 +326,100 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        // The instance that was polled ready serves this request; a fresh clone takes its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let config = self.config.clone();
         // The span is the tracing audit event's context: none without it. No fields: the event
         // carries the method and route, and formatting span fields costs every request.
-        let span = if config.verifier.audits() {
+        let span = if self.config.verifier.audits() {
             tracing::info_span!(target: "zsp::verify", "zsp.verify")
         } else {
             tracing::Span::none()
         };
+        mark_sensitive(req.headers_mut());
+        // Only this layer puts a Grant in; anything already there did not come from it.
+        req.extensions_mut().remove::<Grant>();
+        if self.config.dpop.is_some() {
+            // A DPoP proof is checked asynchronously (its replay store): all of it is boxed.
+            return self.call_waiting(req, span);
+        }
+        // Without DPoP, a request is usually decided right here: no future to box, and the
+        // inner service is called directly (it was polled ready for this call).
+        let config = &self.config;
+        let decided = {
+            let _entered = span.enter();
+            let facts = config.facts(&req);
+            match config.screen(req.headers(), req.uri().query(), &facts) {
+                Err(outcome) => Ok(outcome),
+                Ok((_, token)) => match config.verifier.verify_now(token, &facts, not_bound) {
+                    Ok(Ok(grant)) => Ok(Outcome::Allow(grant)),
+                    Ok(Err(denial)) => Ok(Outcome::Deny(denial, Some(TokenScheme::Bearer))),
+                    Err(unfinished) => Err(unfinished),
+                },
+            }
+        };
+        match decided {
+            Ok(Outcome::Allow(grant)) => {
+                req.extensions_mut().insert(grant);
+                ResponseFuture::inner(self.inner.call(req), span)
+            }
+            Ok(Outcome::Anonymous) => ResponseFuture::inner(self.inner.call(req), span),
+            Ok(Outcome::Deny(denial, scheme)) => ResponseFuture::denied(config.deny(&denial, scheme)),
+            Err(unfinished) => {
+                // A store or a key refresh to wait for: the instance that was polled ready
+                // serves the request later; a fresh clone takes its place.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let config = config.clone();
+                let fut = async move {
+                    let verdict = {
+                        let facts = config.facts(&req);
+                        config.verifier.finish(unfinished, &facts, not_bound).await
+                    };
+                    match verdict {
+                        Ok(grant) => {
+                            req.extensions_mut().insert(grant);
+                            inner.call(req).await
+                        }
+                        Err(denial) => Ok(config.deny(&denial, Some(TokenScheme::Bearer))),
+                    }
+                };
+                ResponseFuture::waiting(Box::pin(fut.instrument(span)))
+            }
+        }
+    }
+}
+
+impl<S> VerifyService<S> {
+    /// The whole request as one boxed future: the path with a DPoP verifier, whose proof
+    /// check may wait.
+    fn call_waiting<ReqBody, ResBody>(
+        &mut self,
+        mut req: Request<ReqBody>,
+        span: tracing::Span,
+    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        ReqBody: Send + 'static,
+        ResBody: From<Bytes> + Send + 'static,
+    {
+        // The instance that was polled ready serves this request; a fresh clone takes its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = self.config.clone();
         let fut = async move {
-            mark_sensitive(req.headers_mut());
-            // Only this layer puts a Grant in; anything already there did not come from it.
-            req.extensions_mut().remove::<Grant>();
             let verifier = &config.verifier;
             let outcome = {
                 let method = req.method();
-                let facts = RequestFacts::new(method, req.uri().path())
-                    .client_ip(config.client_ip(req.headers(), req.extensions()));
-                match credentials(req.headers(), req.uri().query()) {
-                    Err(denial) => {
-                        verifier.audit_denial(&denial, &facts);
-                        Outcome::Deny(denial, None)
-                    }
-                    Ok(None) if config.anonymous => {
-                        verifier.record(&AuditEvent {
-                            decision: AuditDecision::Allow,
-                            reason: "anonymous",
-                            iss: None,
-                            sub: None,
-                            client_id: None,
-                            jti: None,
-                            method: method.as_str(),
-                            route: None,
-                            scopes: None,
-                            elapsed_us: 0,
-                        });
-                        Outcome::Anonymous
-                    }
-                    Ok(None) => {
-                        let denial = Denial::MissingToken;
-                        verifier.audit_denial(&denial, &facts);
-                        Outcome::Deny(denial, None)
-                    }
-                    Ok(Some(Credential::DPoP(_))) if config.dpop.is_none() => {
-                        // Never downgraded to Bearer: without a DPoP verifier the scheme is refused.
-                        let denial = Denial::InvalidRequest("DPoP scheme not accepted");
-                        verifier.audit_denial(&denial, &facts);
-                        Outcome::Deny(denial, None)
-                    }
-                    Ok(Some(credential)) => {
-                        let (scheme, token) = match credential {
-                            Credential::DPoP(token) => (TokenScheme::Dpop, token),
-                            Credential::Bearer(token) => (TokenScheme::Bearer, token),
-                        };
+                let facts = config.facts(&req);
+                match config.screen(req.headers(), req.uri().query(), &facts) {
+                    Err(outcome) => outcome,
+                    Ok((scheme, token)) => {
                         let htu = match (&config.dpop, scheme) {
                             (Some(_), TokenScheme::Dpop) => config.request_htu(&req),
                             _ => String::new(),
@@ -344,11 +436,7 @@ where
                                     .verify_presentation(scheme, &grant, headers, method, htu, verifier.now())
                                     .await
                                     .map(|_| ()),
-                                // RFC 9449 §7.2 holds even where DPoP is not configured: a bound
-                                // token is worthless without its key, so it is never accepted as
-                                // a bearer token.
-                                None if grant.jkt().is_some() => Err(Denial::DpopBoundTokenAsBearer),
-                                None => Ok(()),
+                                None => not_bound(&grant),
                             }
                         };
                         match verifier.verify_with(token, &facts, check).await {
@@ -369,9 +457,7 @@ where
             config.add_nonce(resp.headers_mut());
             Ok(resp)
         };
-        ResponseFuture {
-            inner: Box::pin(fut.instrument(span)),
-        }
+        ResponseFuture::waiting(Box::pin(fut.instrument(span)))
     }
 }
 
@@ -441,6 +527,47 @@ mod tests {
         ));
         let h = headers(&[("authorization", "DPoP")]);
         assert!(matches!(credentials(&h, None), Err(Denial::InvalidRequest(_))));
+    }
+
+    /// The parse as text, the way it read before it moved to bytes: the byte version must
+    /// agree on every header value.
+    fn credentials_by_str(value: &[u8]) -> Result<Option<(bool, String)>, ()> {
+        let value = std::str::from_utf8(value)
+            .ok()
+            .filter(|v| v.is_ascii())
+            .ok_or(())?;
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        let token = rest.trim_matches(' ');
+        if token.is_empty() || token.contains(' ') {
+            return Err(());
+        }
+        match scheme.to_ascii_lowercase().as_str() {
+            "bearer" => Ok(Some((false, token.to_owned()))),
+            "dpop" => Ok(Some((true, token.to_owned()))),
+            _ => Err(()),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn byte_parse_agrees_with_text_parse(
+            scheme in "(Bearer|bearer|DPoP|dpop|Basic|B\u{e9}arer|)",
+            spaces in "[ ]{0,3}",
+            token in "[A-Za-z0-9._ \u{e9}\t-]{0,40}",
+        ) {
+            let raw = format!("{scheme}{spaces}{token}");
+            let Ok(v) = HeaderValue::from_str(&raw) else { return Ok(()) };
+            let mut h = HeaderMap::new();
+            h.insert(AUTHORIZATION, v);
+            let got = match credentials(&h, None) {
+                Ok(Some(Credential::Bearer(t))) => Ok(Some((false, t.to_owned()))),
+                Ok(Some(Credential::DPoP(t))) => Ok(Some((true, t.to_owned()))),
+                Ok(None) => Ok(None),
+                Err(Denial::InvalidRequest(_)) => Err(()),
+                Err(other) => panic!("unexpected denial {other:?}"),
+            };
+            proptest::prop_assert_eq!(got, credentials_by_str(raw.as_bytes()), "{:?}", raw);
+        }
     }
 
     proptest::proptest! {
