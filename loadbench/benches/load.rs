@@ -393,6 +393,15 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Closing its stdin lets the server exit by itself (a profiler it runs under then
+        // writes its data); killed if it has not after a while.
+        drop(self.child.stdin.take());
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -400,14 +409,16 @@ impl Drop for Server {
 
 fn spawn_server(variant: Variant, jwks: &Path, pin: Option<usize>) -> Server {
     let exe = std::env::current_exe().expect("current exe");
-    let mut cmd = match pin {
-        Some(cpu) => {
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg(cpu.to_string()).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
+    // ZSP_LOAD_SERVER_WRAP: a command the server runs under, e.g. a profiler
+    // ("valgrind --tool=callgrind"); split on spaces.
+    let wrap = std::env::var("ZSP_LOAD_SERVER_WRAP").unwrap_or_default();
+    let mut argv: Vec<std::ffi::OsString> = wrap.split_whitespace().map(Into::into).collect();
+    argv.push(exe.into());
+    if let Some(cpu) = pin {
+        argv.splice(0..0, ["taskset".into(), "-c".into(), cpu.to_string().into()]);
+    }
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
     let mut child = cmd
         .env(ROLE, "server")
         .env(VARIANT, variant.id().to_string())
