@@ -630,3 +630,37 @@ async fn json_lines_audit_sink_records_every_decision_without_the_token() {
     assert_eq!(lines[0]["method"], "GET");
     assert!(lines[0]["ts_ms"].as_u64().unwrap() > 1_600_000_000_000);
 }
+
+#[tokio::test]
+async fn a_grant_put_in_by_anything_else_never_reaches_the_handler() {
+    use tower::ServiceExt;
+    let e = env();
+    // A genuine grant for another subject, put in by something outside the layer (a buggy or
+    // hostile middleware): the handler must only ever see the layer's own decision.
+    let planted_token = e.issuer.token(AUD, &[]).subject("planted").mint().unwrap();
+    let planted = e
+        .verifier
+        .verify(
+            &planted_token,
+            &zsp::core::RequestFacts::new(&http::Method::GET, "/whoami"),
+        )
+        .await
+        .unwrap();
+    // With a revocation store (the request waits for it) and without (decided in `call`).
+    let plain = Verifier::builder(policy(), e.issuer.key_set()).build();
+    for verifier in [e.verifier.clone(), plain] {
+        let app = app(verify_layer(verifier).allow_anonymous(true));
+        for (token, expected) in [(None, "anonymous"), (Some(e.token(&[])), "svc-a")] {
+            let mut req = http::Request::get("/whoami");
+            if let Some(token) = token {
+                req = req.header("authorization", format!("Bearer {token}"));
+            }
+            let mut req = req.body(axum::body::Body::empty()).unwrap();
+            req.extensions_mut().insert(planted.clone());
+            let resp = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+            assert_eq!(body.to_bytes(), expected.as_bytes());
+        }
+    }
+}

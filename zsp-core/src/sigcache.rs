@@ -3,10 +3,13 @@
 //! Invariants:
 //! * an entry counts only for the very token that verified: the whole compact token is compared
 //!   byte for byte, which no part can be swapped past and which, unlike a digest, has no
-//!   collisions at all. Entries are found by a keyed hash (SipHash with a random key per
-//!   cache) of the token's last bytes, which are signature bytes: hashing those instead of a
-//!   SHA-256 of the whole token saves most of a hit's cost, and since only fully verified
-//!   tokens are ever inserted and the key is secret, no one can crowd a bucket;
+//!   collisions at all. Entries are found by a keyed mix (a folded multiply, with a random
+//!   key per cache) of the token's last 16 bytes, which are signature bytes: a lookup costs a
+//!   few instructions instead of a digest of the whole token. Where an entry sits decides
+//!   nothing but placement: only fully verified tokens are ever inserted, their signature
+//!   bytes are the signer's to choose, not the presenter's, and the key is secret, so no one
+//!   can aim at a slot; at worst a collision replaces an entry, and a miss only costs a
+//!   signature check;
 //! * an entry remembers the exact key object that verified it, and counts only while the key
 //!   set still resolves the token's `kid` to that same key (a rotated-out or replaced key
 //!   invalidates its entries);
@@ -23,6 +26,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+
 use std::sync::{Arc, RwLock};
 
 use crate::clock::UnixTime;
@@ -65,7 +69,14 @@ type Shard = RwLock<HashMap<u64, Entry, BuildHasherDefault<Identity>>>;
 pub(crate) struct SignatureCache {
     shards: Box<[Shard]>,
     per_shard: usize,
-    hasher: RandomState,
+    /// The slot mix's secret key.
+    key: [u64; 2],
+}
+
+/// The 128-bit product folded to 64 bits: every input bit reaches the middle of the result.
+fn fold(a: u64, b: u64) -> u64 {
+    let m = u128::from(a) * u128::from(b);
+    (m as u64) ^ ((m >> 64) as u64)
 }
 
 impl SignatureCache {
@@ -73,7 +84,11 @@ impl SignatureCache {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
-            hasher: RandomState::new(),
+            // std's per-process random seed, advanced per RandomState: secret and distinct.
+            key: {
+                let r = RandomState::new();
+                [r.hash_one(1u8), r.hash_one(2u8)]
+            },
         }
     }
 
@@ -82,7 +97,20 @@ impl SignatureCache {
     /// effectively random, and for anything else never trusted, only compared in full.
     pub(crate) fn slot(&self, token: &str) -> u64 {
         let b = token.as_bytes();
-        self.hasher.hash_one(&b[b.len().saturating_sub(24)..])
+        let tail: [u8; 16] = match b.last_chunk::<16>() {
+            Some(t) => *t,
+            None => {
+                let mut t = [0u8; 16];
+                t[16 - b.len()..].copy_from_slice(b);
+                t
+            }
+        };
+        let tail = u128::from_le_bytes(tail);
+        let (lo, hi) = (tail as u64, (tail >> 64) as u64);
+        // Two rounds, so that the shard (top bits) and the bucket (low bits) both depend on
+        // every byte; the length tells tokens shorter than 16 bytes apart.
+        let x = fold(lo ^ self.key[0], hi ^ self.key[1]);
+        fold(x ^ b.len() as u64, 0x9E37_79B9_7F4A_7C15)
     }
 
     fn shard(&self, slot: u64) -> &Shard {
@@ -184,6 +212,25 @@ mod tests {
         put(&c, "h.p.s", &k, false, 100);
         assert!(get(&c, "h.p.s", &KeySet::from_keys([k.clone()]), 60));
         assert!(!get(&c, "h.p.s", &KeySet::from_keys([k, other]), 60));
+    }
+
+    #[test]
+    fn slots_spread_over_shards_and_buckets() {
+        let c = SignatureCache::new(1024);
+        let mut shards = [0usize; SHARDS];
+        let mut slots = std::collections::HashSet::new();
+        for i in 0u64..16_000 {
+            // Signature-like tails: base64url of pseudo-random bytes.
+            let sig = crate::b64::encode(&i.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+            let token = format!("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.{sig}");
+            let slot = c.slot(&token);
+            shards[(slot >> 60) as usize % SHARDS] += 1;
+            slots.insert(slot);
+        }
+        assert_eq!(slots.len(), 16_000, "no two of these tokens share a slot");
+        assert!(shards.iter().all(|&n| (800..1200).contains(&n)), "{shards:?}");
+        // Short inputs (not tokens, but presented all the same) are told apart by length too.
+        assert_ne!(c.slot("a"), c.slot("\0a"));
     }
 
     #[test]

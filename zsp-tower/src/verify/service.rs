@@ -338,8 +338,6 @@ where
             tracing::Span::none()
         };
         mark_sensitive(req.headers_mut());
-        // Only this layer puts a Grant in; anything already there did not come from it.
-        req.extensions_mut().remove::<Grant>();
         if self.config.dpop.is_some() {
             // A DPoP proof is checked asynchronously (its replay store): all of it is boxed.
             return self.call_waiting(req, span);
@@ -364,7 +362,12 @@ where
                 req.extensions_mut().insert(grant);
                 ResponseFuture::inner(self.inner.call(req), span)
             }
-            Ok(Outcome::Anonymous) => ResponseFuture::inner(self.inner.call(req), span),
+            Ok(Outcome::Anonymous) => {
+                // Only this layer puts a Grant in; anything already there did not come from it.
+                // (An allowed request's insert replaces it; a denied one goes no further.)
+                req.extensions_mut().remove::<Grant>();
+                ResponseFuture::inner(self.inner.call(req), span)
+            }
             Ok(Outcome::Deny(denial, scheme)) => ResponseFuture::denied(config.deny(&denial, scheme)),
             Err(unfinished) => {
                 // A store or a key refresh to wait for: the instance that was polled ready
@@ -447,7 +450,9 @@ impl<S> VerifyService<S> {
                 Outcome::Allow(grant) => {
                     req.extensions_mut().insert(grant);
                 }
-                Outcome::Anonymous => {}
+                Outcome::Anonymous => {
+                    req.extensions_mut().remove::<Grant>();
+                }
                 Outcome::Deny(denial, scheme) => return Ok(config.deny(&denial, scheme)),
             }
             let mut resp = inner.call(req).await?;
