@@ -221,7 +221,7 @@ mod tests {
         let mut slots = std::collections::HashSet::new();
         for i in 0u64..16_000 {
             // Signature-like tails: base64url of pseudo-random bytes.
-            let sig = crate::b64::encode(&i.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+            let sig = crate::b64::encode(i.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
             let token = format!("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.{sig}");
             let slot = c.slot(&token);
             shards[(slot >> 60) as usize % SHARDS] += 1;
