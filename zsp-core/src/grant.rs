@@ -63,6 +63,9 @@ pub(crate) struct Parsed {
     pub fields: Fields,
     claims: OnceLock<Claims>,
     scopes: OnceLock<ScopeSet>,
+    /// The audit form of the scopes when the token's own text is not it (`Some`), worked out
+    /// once per token: a cached token is audited on every request.
+    audit_scopes: OnceLock<Option<Box<str>>>,
 }
 
 impl Parsed {
@@ -75,6 +78,7 @@ impl Parsed {
             fields,
             claims: OnceLock::new(),
             scopes: OnceLock::new(),
+            audit_scopes: OnceLock::new(),
         }
     }
 
@@ -106,13 +110,19 @@ impl Parsed {
 
     /// The scopes in their display form (`scope` and `scp` merged, sorted, space-separated),
     /// without building a [`ScopeSet`] when the token already carries them that way.
-    pub(crate) fn scope_text(&self) -> std::borrow::Cow<'_, str> {
-        match self.text(&self.fields.scope) {
+    pub(crate) fn scope_text(&self) -> &str {
+        let own = self.text(&self.fields.scope);
+        let other = self.audit_scopes.get_or_init(|| match own {
             // Scopes only from a `scope` already in canonical form (sorted, unique, single
-            // spaces): that text is the ScopeSet's display form as it stands. Checked here, on
-            // the audit path, rather than for every token.
-            Some(s) if !self.fields.has_scp && is_canonical(s) => s.into(),
-            _ => self.scopes().to_string().into(),
+            // spaces): that text is the ScopeSet's display form as it stands. Checked on the
+            // audit path rather than for every token, and once per token.
+            Some(s) if !self.fields.has_scp && is_canonical(s) => None,
+            _ => Some(self.scopes().to_string().into()),
+        });
+        match (other, own) {
+            (Some(s), _) => s,
+            (None, Some(s)) => s,
+            (None, None) => "",
         }
     }
 
@@ -251,5 +261,40 @@ impl Grant {
     pub fn fingerprint(&self) -> String {
         let h = crate::crypto::sha256(self.parsed.token().as_bytes());
         h[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims_view::ClaimsView;
+
+    fn parsed(payload: &str) -> Parsed {
+        let view: ClaimsView<'_> = serde_json::from_str(payload).unwrap();
+        let fields = Fields::of(payload, &view.checked());
+        Parsed::new("t", payload.to_owned(), fields)
+    }
+
+    #[test]
+    fn audit_scopes_are_the_canonical_form_every_time() {
+        for (payload, expected) in [
+            (r#"{"scope":"a b"}"#, "a b"),
+            (r#"{"scope":"b  a a"}"#, "a b"),
+            (r#"{"scp":["b","a"]}"#, "a b"),
+            (r#"{"scope":"a","scp":["c"]}"#, "a c"),
+            (r#"{}"#, ""),
+        ] {
+            let p = parsed(payload);
+            assert_eq!(p.scope_text(), expected, "{payload}");
+            assert_eq!(p.scope_text(), expected, "{payload}, again");
+        }
+        // The canonical text is the payload's own bytes, not a copy.
+        let p = parsed(r#"{"scope":"a b"}"#);
+        assert!(
+            p.payload()
+                .as_bytes()
+                .as_ptr_range()
+                .contains(&p.scope_text().as_ptr())
+        );
     }
 }

@@ -384,7 +384,7 @@ impl Verifier {
             jti: text(|f| &f.jti),
             method: req.method.as_str(),
             route: seen.route.as_deref(),
-            scopes: scopes.as_deref(),
+            scopes,
             elapsed_us,
         });
     }
