@@ -2,7 +2,8 @@
 # Runs the benchmarks behind BENCHMARKS.md and prints what the write-up needs.
 #
 #   benches/run_load.sh            # load bench only (one command: cargo bench --manifest-path loadbench/Cargo.toml)
-#   benches/run_load.sh --all      # plus the interleaved verify ratios (and replay 1 vs 2 threads) and the criterion suites,
+#   benches/run_load.sh --all      # plus the interleaved verify ratios (and replay 1 vs 2 threads) and the criterion suites
+#                                  # (verify, outbound_broker, inbound),
 #                                  # then a table of the criterion medians
 #
 # Knobs for the load bench (defaults in brackets): ZSP_LOAD_SECS [3], ZSP_LOAD_ROUNDS [5],
@@ -18,9 +19,11 @@ cargo bench --manifest-path loadbench/Cargo.toml
 echo "== $(date -u '+%F %T UTC') load after load bench: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [[ "${1:-}" == "--all" ]]; then
-    cargo bench --bench verify_interleaved
-    cargo bench --bench verify -- --warm-up-time 1 --measurement-time 3
-    cargo bench --bench outbound_broker -- --warm-up-time 1 --measurement-time 3
+    # One feature set for all, so nothing is rebuilt between them.
+    cargo bench --features audit-layer --bench verify_interleaved
+    cargo bench --features audit-layer --bench verify -- --warm-up-time 1 --measurement-time 3
+    cargo bench --features audit-layer --bench outbound_broker -- --warm-up-time 1 --measurement-time 3
+    cargo bench --features audit-layer --bench inbound -- --warm-up-time 1 --measurement-time 3
     echo "== $(date -u '+%F %T UTC') load after criterion: $(cut -d' ' -f1-3 /proc/loadavg)"
     # Criterion medians (point estimate of the median, ns) from target/criterion.
     python3 - <<'EOF'
