@@ -202,14 +202,31 @@ async fn check(v: &Verifier, issuer: &TestIssuer) -> Result<(), Denial> {
         .map(|_| ())
 }
 
-#[tokio::test]
-async fn new_signing_key_is_accepted_after_exactly_one_refetch() {
+/// A JWKS server publishing the key `published`, a verifier on it, and issuers for that key
+/// and for `unpublished`.
+async fn rotation(
+    published: &str,
+    unpublished: &str,
+) -> (Server, ManualClock, TestIssuer, TestIssuer, Verifier) {
     let server = Server::start().await;
     let clock = clock();
-    let (old, new) = (issuer("key-1", &clock), issuer("key-2", &clock));
-    server.state.publish(&[&old]);
-    let jwks = remote(&server.jwks_uri(), &clock);
-    let v = verifier(&jwks, &clock);
+    let (a, b) = (issuer(published, &clock), issuer(unpublished, &clock));
+    server.state.publish(&[&a]);
+    let v = verifier(&remote(&server.jwks_uri(), &clock), &clock);
+    (server, clock, a, b, v)
+}
+
+/// `app` served on 127.0.0.1.
+async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test]
+async fn new_signing_key_is_accepted_after_exactly_one_refetch() {
+    let (server, clock, old, new, v) = rotation("key-1", "key-2").await;
 
     assert_eq!(check(&v, &old).await, Ok(()));
     assert_eq!(server.state.hits(), 1);
@@ -233,21 +250,14 @@ async fn new_signing_key_is_accepted_after_exactly_one_refetch() {
 
 #[tokio::test]
 async fn through_the_layer_a_new_key_waits_for_its_refetch_and_reaches_the_handler() {
-    let server = Server::start().await;
-    let clock = clock();
-    let (old, new) = (issuer("key-1", &clock), issuer("key-2", &clock));
-    server.state.publish(&[&old]);
-    let jwks = remote(&server.jwks_uri(), &clock);
-    let v = verifier(&jwks, &clock);
+    let (server, clock, old, new, v) = rotation("key-1", "key-2").await;
     let app = Router::new()
         .route(
             "/orders",
             get(|Auth(grant): Auth| async move { grant.subject().unwrap_or("").to_owned() }),
         )
         .layer(verify_layer(v.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = serve(app).await;
     let get_orders = |issuer: &TestIssuer| {
         let token = issuer.token(AUD, &["orders:read"]).mint().unwrap();
         reqwest::Client::new()
@@ -273,13 +283,7 @@ async fn through_the_layer_a_new_key_waits_for_its_refetch_and_reaches_the_handl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_unknown_kids_cause_at_most_one_fetch() {
-    let server = Server::start().await;
-    let clock = clock();
-    let known = issuer("known", &clock);
-    let stranger = issuer("stranger", &clock);
-    server.state.publish(&[&known]);
-    let jwks = remote(&server.jwks_uri(), &clock);
-    let v = verifier(&jwks, &clock);
+    let (server, clock, known, stranger, v) = rotation("known", "stranger").await;
     assert_eq!(check(&v, &known).await, Ok(()));
     clock.advance(11);
     let before = server.state.hits();
@@ -308,13 +312,7 @@ async fn concurrent_unknown_kids_cause_at_most_one_fetch() {
 
 #[tokio::test]
 async fn readers_never_wait_for_a_fetch_in_flight() {
-    let server = Server::start().await;
-    let clock = clock();
-    let known = issuer("known", &clock);
-    let stranger = issuer("stranger", &clock);
-    server.state.publish(&[&known]);
-    let jwks = remote(&server.jwks_uri(), &clock);
-    let v = verifier(&jwks, &clock);
+    let (server, clock, known, stranger, v) = rotation("known", "stranger").await;
     assert_eq!(check(&v, &known).await, Ok(()));
     clock.advance(11);
 
@@ -408,9 +406,7 @@ async fn verifier_that_never_obtained_keys_answers_503() {
     let app = Router::new()
         .route("/orders", get(|_: Auth| async { "never" }))
         .layer(verify_layer(v.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = serve(app).await;
     let token = known.token(AUD, &[]).mint().unwrap();
     let resp = reqwest::Client::new()
         .get(format!("http://{addr}/orders"))
