@@ -281,7 +281,9 @@ fn replay_rounds(rounds: usize) {
         ids.len()
     );
     println!();
-    println!("| guard | threads | median ns per check (wall) | 2 threads ÷ 1 thread (median of per-round ratios) |");
+    println!(
+        "| guard | threads | median ns per check (wall) | 2 threads ÷ 1 thread (median of per-round ratios) |"
+    );
     println!("|---|---|---:|---:|");
     for (steady, name) in [(false, "fresh"), (true, "steady state")] {
         replay_batch(&ids, 1, steady);

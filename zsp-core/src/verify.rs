@@ -428,7 +428,8 @@ impl Verifier {
     /// work done so far, to be completed by [`finish`](Self::finish); nothing is checked twice.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use http::Method;
     /// use zsp_core::testing::TestIssuer;
     /// use zsp_core::{Policy, RequestFacts, RouteRule, Verifier};
@@ -439,24 +440,26 @@ impl Verifier {
     ///     .audience("api")
     ///     .route(RouteRule::get("/orders").all_of(["orders:read"]))
     ///     .route(RouteRule::post("/pay").all_of(["pay"]).single_use())
-    ///     .build()
-    ///     .unwrap();
+    ///     .build()?;
     /// let verifier = Verifier::builder(policy, issuer.key_set()).build();
     /// let no_check = |_: &zsp_core::Grant| Ok(());
     ///
-    /// let token = issuer.token("api", &["orders:read"]).mint().unwrap();
+    /// let token = issuer.token("api", &["orders:read"]).mint()?;
     /// let get = RequestFacts::new(&Method::GET, "/orders");
     /// let grant = match verifier.verify_now(&token, &get, no_check) {
-    ///     Ok(decision) => decision.unwrap(),
-    ///     Err(unfinished) => verifier.finish(unfinished, &get, no_check).await.unwrap(),
+    ///     Ok(decision) => decision?,
+    ///     Err(unfinished) => verifier.finish(unfinished, &get, no_check).await?,
     /// };
     /// assert_eq!(grant.route(), Some("/orders"));
     ///
     /// // A single-use route needs the replay guard, which may wait: finished asynchronously.
-    /// let token = issuer.token("api", &["pay"]).mint().unwrap();
+    /// let token = issuer.token("api", &["pay"]).mint()?;
     /// let post = RequestFacts::new(&Method::POST, "/pay");
-    /// let unfinished = verifier.verify_now(&token, &post, no_check).unwrap_err();
+    /// let Err(unfinished) = verifier.verify_now(&token, &post, no_check) else {
+    ///     return Err("decided without the replay guard".into());
+    /// };
     /// assert!(verifier.finish(unfinished, &post, no_check).await.is_ok());
+    /// # Ok(())
     /// # }
     /// ```
     pub fn verify_now<C>(
