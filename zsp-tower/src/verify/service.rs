@@ -256,9 +256,7 @@ impl Config {
             None => (self.client_ip)(ext),
         }
     }
-}
 
-impl Config {
     /// What the credentials decide before any token check: the token to verify, or the
     /// outcome (each denial audited, as is an anonymous pass).
     fn screen<'r>(
