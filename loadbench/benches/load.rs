@@ -18,12 +18,15 @@
 //! with the audit events going to zsp's `JsonLinesAudit` sink (also written to
 //! `std::io::sink()`) instead of through tracing; (11) and (12) are (4) and (7) with the audit
 //! events still going through tracing, to zsp's `JsonAuditLayer` (feature `audit-layer`) as the
-//! subscriber instead of `fmt`, filtered to `zsp::audit`, so no request span is opened.
+//! subscriber instead of `fmt`, filtered to `zsp::audit`, so no request span is opened;
+//! (13) is (4) with DPoP required (RFC 9449): the token is bound to the generator's key and
+//! every request carries a proof never sent before, from a pool minted before each round like
+//! (6)'s tokens (`ZSP_LOAD_DPOP_RATE` per second of round, default 10,000).
 //!
 //! Processes: `cargo bench` starts this binary (the launcher), which re-executes itself under
 //! `taskset -c $ZSP_LOAD_CLIENT_CPU` (default 1) as the load generator; the generator starts one
 //! server process per variant under `taskset -c $ZSP_LOAD_SERVER_CPU` (default 0). All servers
-//! live for the whole run (idle ones cost nothing); rounds go 1..12, repeated, each for a fixed
+//! live for the whole run (idle ones cost nothing); rounds go 1..13, repeated, each for a fixed
 //! time with a fixed number of keep-alive connections, one request in flight per connection
 //! (closed loop, like wrk). Servers exit when their stdin closes, so none outlives the run.
 //!
@@ -80,10 +83,11 @@ enum Variant {
     ZspSigCacheJsonAudit = 10,
     ZspEs256AuditLayer = 11,
     ZspSigCacheAuditLayer = 12,
+    ZspDpop = 13,
 }
 
 impl Variant {
-    const ALL: [Variant; 12] = [
+    const ALL: [Variant; 13] = [
         Variant::NoAuth,
         Variant::Jsonwebtoken,
         Variant::JwtAuthorizer,
@@ -96,6 +100,7 @@ impl Variant {
         Variant::ZspSigCacheJsonAudit,
         Variant::ZspEs256AuditLayer,
         Variant::ZspSigCacheAuditLayer,
+        Variant::ZspDpop,
     ];
 
     fn id(self) -> usize {
@@ -120,6 +125,7 @@ impl Variant {
             Variant::ZspSigCacheJsonAudit => "extra: (7) with audit to JsonLinesAudit",
             Variant::ZspEs256AuditLayer => "extra: (4), audit through tracing to JsonAuditLayer",
             Variant::ZspSigCacheAuditLayer => "extra: (7), audit through tracing to JsonAuditLayer",
+            Variant::ZspDpop => "extra: (4) with DPoP required, a fresh proof per request",
         }
     }
 
@@ -307,7 +313,17 @@ fn zsp_app(variant: Variant, jwks: &[u8], hello: Router) -> Router {
     if variant == Variant::ZspSigCacheNoAudit {
         builder = builder.audit(false);
     }
-    hello.layer(zsp::axum::extract::verify_layer(builder.build()))
+    let mut layer = zsp::axum::extract::verify_layer(builder.build());
+    if variant == Variant::ZspDpop {
+        // Proofs must be fresh (their jti is recorded in the verifier's own memory replay
+        // guard) and bound to the token's key; the htu is `http://` + Host + path.
+        let dpop = zsp::core::DpopVerifier::builder()
+            .mode(zsp::core::dpop::DpopMode::Required)
+            .build()
+            .expect("dpop verifier");
+        layer = layer.dpop(dpop);
+    }
+    hello.layer(layer)
 }
 
 async fn build_app(variant: Variant, jwks_path: &Path) -> Router {
@@ -466,16 +482,29 @@ fn clock_ticks() -> f64 {
 enum Requests {
     /// The same request bytes every time.
     Fixed(Arc<[u8]>),
-    /// A fresh token per request, taken from a shared pool; none is sent twice.
-    Pool(Arc<TokenPool>),
+    /// A fresh request per request (a new token, or a new DPoP proof), taken from a shared
+    /// pool; none is sent twice.
+    Pool(Arc<RequestPool>),
 }
 
-struct TokenPool {
-    tokens: Vec<String>,
+struct RequestPool {
+    requests: Vec<Vec<u8>>,
     next: AtomicUsize,
 }
 
 const PREFIX: &[u8] = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ";
+
+/// What the DPoP proofs are for: `http://` + the Host header + the path.
+const DPOP_HTU: &str = "http://127.0.0.1/hello";
+
+fn dpop_request_bytes(token: &str, proof: Option<&str>) -> Vec<u8> {
+    let mut r = format!("GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: DPoP {token}\r\n");
+    if let Some(proof) = proof {
+        r.push_str(&format!("DPoP: {proof}\r\n"));
+    }
+    r.push_str("\r\n");
+    r.into_bytes()
+}
 
 fn request_bytes(token: Option<&str>) -> Vec<u8> {
     match token {
@@ -563,21 +592,16 @@ async fn connection(
         }
     };
     let mut buf = Vec::with_capacity(4096);
-    let mut scratch = Vec::with_capacity(1024);
     loop {
         let bytes: &[u8] = match &requests {
             Requests::Fixed(b) => b,
             Requests::Pool(p) => {
                 let i = p.next.fetch_add(1, Ordering::Relaxed);
-                let Some(t) = p.tokens.get(i) else {
+                let Some(r) = p.requests.get(i) else {
                     res.exhausted = true;
                     break;
                 };
-                scratch.clear();
-                scratch.extend_from_slice(PREFIX);
-                scratch.extend_from_slice(t.as_bytes());
-                scratch.extend_from_slice(b"\r\n\r\n");
-                &scratch
+                r
             }
         };
         let start = Instant::now();
@@ -667,8 +691,12 @@ async fn run_round(server: &Server, requests: Requests, conns: usize, secs: f64,
 
 /// Sends one request and returns its status.
 async fn status_of(addr: SocketAddr, token: Option<&str>) -> u16 {
+    status_of_bytes(addr, &request_bytes(token)).await
+}
+
+async fn status_of_bytes(addr: SocketAddr, request: &[u8]) -> u16 {
     let mut stream = connect(addr).await.expect("connect");
-    stream.write_all(&request_bytes(token)).await.expect("write");
+    stream.write_all(request).await.expect("write");
     read_response(&mut stream, &mut Vec::new())
         .await
         .expect("response")
@@ -680,12 +708,33 @@ async fn status_of(addr: SocketAddr, token: Option<&str>) -> u16 {
 async fn preflight(server: &Server, tokens: &Tokens) {
     let v = server.variant;
     let good = tokens.mint(v);
+    let good_request = match v {
+        Variant::ZspDpop => dpop_request_bytes(&good, Some(&tokens.proof(&good))),
+        _ => request_bytes(Some(&good)),
+    };
     assert_eq!(
-        status_of(server.addr, Some(&good)).await,
+        status_of_bytes(server.addr, &good_request).await,
         200,
         "({}) good token",
         v.id()
     );
+    if v == Variant::ZspDpop {
+        // The bound token as a bearer token, without a proof, with a replayed proof, and with
+        // a proof by another key.
+        let other = zsp::core::DpopKey::generate().expect("dpop key");
+        let foreign = other
+            .proof(&http::Method::GET, DPOP_HTU, Some(&good), None)
+            .expect("proof");
+        for (what, request) in [
+            ("as Bearer", request_bytes(Some(&good))),
+            ("no proof", dpop_request_bytes(&good, None)),
+            ("replayed proof", good_request.clone()),
+            ("another key's proof", dpop_request_bytes(&good, Some(&foreign))),
+        ] {
+            let status = status_of_bytes(server.addr, &request).await;
+            assert!(status == 400 || status == 401, "(13) {what}: {status}");
+        }
+    }
     if v == Variant::NoAuth {
         return;
     }
@@ -747,6 +796,8 @@ async fn preflight(server: &Server, tokens: &Tokens) {
 struct Tokens {
     es256: TestIssuer,
     ed25519: TestIssuer,
+    /// The client key DPoP tokens are bound to.
+    dpop: zsp::core::DpopKey,
 }
 
 impl Tokens {
@@ -755,23 +806,52 @@ impl Tokens {
     }
 
     fn mint(&self, v: Variant) -> String {
-        self.issuer(v)
+        let mut token = self
+            .issuer(v)
             .token(AUD, &[SCOPE])
             .subject("svc-load")
             .client_id("load")
-            .ttl_secs(TOKEN_TTL)
-            .mint()
-            .expect("mint")
+            .ttl_secs(TOKEN_TTL);
+        if v == Variant::ZspDpop {
+            token = token.jkt(self.dpop.thumbprint().as_str());
+        }
+        token.mint().expect("mint")
+    }
+
+    fn proof(&self, token: &str) -> String {
+        self.dpop
+            .proof(&http::Method::GET, DPOP_HTU, Some(token), None)
+            .expect("proof")
+    }
+
+    /// One good request of variant `v`.
+    fn good_request(&self, v: Variant) -> Vec<u8> {
+        let token = self.mint(v);
+        match v {
+            Variant::NoAuth => request_bytes(None),
+            Variant::ZspDpop => dpop_request_bytes(&token, Some(&self.proof(&token))),
+            _ => request_bytes(Some(&token)),
+        }
     }
 
     fn requests(&self, v: Variant, pool_size: usize) -> Requests {
-        match v {
-            Variant::NoAuth => Requests::Fixed(request_bytes(None).into()),
-            Variant::ZspSingleUse => Requests::Pool(Arc::new(TokenPool {
-                tokens: (0..pool_size).map(|_| self.mint(v)).collect(),
+        let pool = |requests| {
+            Requests::Pool(Arc::new(RequestPool {
+                requests,
                 next: AtomicUsize::new(0),
-            })),
-            _ => Requests::Fixed(request_bytes(Some(&self.mint(v))).into()),
+            }))
+        };
+        match v {
+            Variant::ZspSingleUse => pool((0..pool_size).map(|_| self.good_request(v)).collect()),
+            Variant::ZspDpop => {
+                let token = self.mint(v);
+                pool(
+                    (0..pool_size)
+                        .map(|_| dpop_request_bytes(&token, Some(&self.proof(&token))))
+                        .collect(),
+                )
+            }
+            _ => Requests::Fixed(self.good_request(v).into()),
         }
     }
 }
@@ -805,6 +885,8 @@ fn client_main() {
     let rounds: usize = env_num("ZSP_LOAD_ROUNDS", 5);
     let conns: usize = env_num("ZSP_LOAD_CONNS", 32);
     let single_use_rate: f64 = env_num("ZSP_LOAD_SINGLE_USE_RATE", 25_000.0);
+    // Above what one core verifies with two signature checks per request.
+    let dpop_rate: f64 = env_num("ZSP_LOAD_DPOP_RATE", 10_000.0);
     let variants: Vec<Variant> = match std::env::var("ZSP_LOAD_VARIANTS") {
         Ok(list) => list
             .split(',')
@@ -821,6 +903,7 @@ fn client_main() {
     let tokens = Tokens {
         es256: TestIssuer::es256(ISS),
         ed25519: TestIssuer::ed25519(ISS),
+        dpop: zsp::core::DpopKey::generate().expect("dpop key"),
     };
     let es_jwks = write_jwks(&dir, "es256.jwks.json", &tokens.es256);
     let ed_jwks = write_jwks(&dir, "ed25519.jwks.json", &tokens.ed25519);
@@ -852,14 +935,21 @@ fn client_main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let pool_size = |s: f64| (single_use_rate * s).ceil() as usize + conns;
+    let pool_size = |v: Variant, s: f64| {
+        let rate = match v {
+            Variant::ZspSingleUse => single_use_rate,
+            Variant::ZspDpop => dpop_rate,
+            _ => 0.0,
+        };
+        (rate * s).ceil() as usize + conns
+    };
     let results: Vec<Vec<Round>> = rt.block_on(async {
         for s in &servers {
             preflight(s, &tokens).await;
         }
         if warmup > 0.0 {
             for s in &servers {
-                let req = tokens.requests(s.variant, pool_size(warmup));
+                let req = tokens.requests(s.variant, pool_size(s.variant, warmup));
                 let r = run_round(s, req, conns, warmup, tick_hz).await;
                 if r.errors > 0 {
                     eprintln!("warning: warm-up of ({}) had {} errors", s.variant.id(), r.errors);
@@ -869,7 +959,7 @@ fn client_main() {
         let mut results: Vec<Vec<Round>> = servers.iter().map(|_| Vec::new()).collect();
         for round in 0..rounds {
             for (i, s) in servers.iter().enumerate() {
-                let req = tokens.requests(s.variant, pool_size(secs));
+                let req = tokens.requests(s.variant, pool_size(s.variant, secs));
                 let r = run_round(s, req, conns, secs, tick_hz).await;
                 println!(
                     "round {} ({}) {:>9.0} req/s  p50 {:>8.1} µs  p99 {:>8.1} µs  server {:>5.1} µs CPU/req, \
