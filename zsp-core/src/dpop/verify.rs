@@ -24,6 +24,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use http::Method;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
@@ -146,6 +147,20 @@ struct Inner {
     nonces: Option<NonceIssuer>,
     replay: Arc<dyn ReplayGuard>,
     mode: DpopMode,
+    /// The header of the last proof that verified, with what it yielded.
+    last_header: ArcSwapOption<ProofKey>,
+}
+
+/// A proof header and what its checks yield. A client signs every proof with one key, and
+/// [`DpopKey`](super::DpopKey), like most clients, writes the very same header bytes each
+/// time: remembering the last one that verified saves decoding and checking it, hashing its
+/// thumbprint and importing its key on every request. Safe because all of that is a function
+/// of the header bytes and this verifier's fixed configuration, and the memo is written only
+/// after a proof with that header verified; the signature is still checked on every proof.
+struct ProofKey {
+    h64: Box<[u8]>,
+    jkt: Jkt,
+    key: VerifyingKey,
 }
 
 /// Verifies DPoP proofs. Cheap to clone; share one per service.
@@ -263,8 +278,66 @@ impl DpopVerifierBuilder {
                 .replay
                 .unwrap_or_else(|| Arc::new(MemoryReplayGuard::default())),
             mode: self.mode,
+            last_header: ArcSwapOption::empty(),
         })))
     }
+}
+
+/// Steps 2 and 3 of [`DpopVerifier::verify`]: the proof header's checks and its key.
+fn proof_key(inner: &Inner, h64: &str) -> Result<ProofKey, Denial> {
+    // 2. Header.
+    let header_bytes = crate::b64::decode(h64).map_err(|_| invalid("header base64"))?;
+    let header: ProofHeader = serde_json::from_slice(&header_bytes).map_err(|_| invalid("header JSON"))?;
+    if !header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(DPOP_TYP))
+    {
+        return Err(invalid("typ is not dpop+jwt"));
+    }
+    if header.crit.is_some() {
+        return Err(invalid("unsupported crit"));
+    }
+    let alg = header
+        .alg
+        .as_deref()
+        .and_then(parse_alg)
+        .ok_or(invalid("unsupported alg"))?;
+    if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+        return Err(invalid("symmetric alg"));
+    }
+    if !inner.algorithms.contains(&alg) {
+        return Err(invalid("alg not allowed"));
+    }
+
+    // 3. The key in the header.
+    let jwk_value = header.jwk.as_ref().ok_or(invalid("missing jwk"))?;
+    let jwk_obj = jwk_value.as_object().ok_or(invalid("jwk is not an object"))?;
+    if PRIVATE_MEMBERS.iter().any(|m| jwk_obj.contains_key(*m)) {
+        return Err(invalid("private key in jwk"));
+    }
+    let jkt = jwk_thumbprint(jwk_value).map_err(|_| invalid("unusable jwk"))?;
+    let jwk = Jwk::deserialize(jwk_value).map_err(|_| invalid("unusable jwk"))?;
+    let rsa_default = matches!(
+        alg,
+        Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512
+    )
+    .then_some(alg);
+    let key = VerifyingKey::from_jwk(&jwk, rsa_default).map_err(|_| invalid("unusable jwk"))?;
+    if key.algorithm() != alg {
+        return Err(invalid("alg does not match jwk"));
+    }
+
+    Ok(ProofKey {
+        h64: h64.as_bytes().into(),
+        jkt,
+        key,
+    })
 }
 
 fn invalid(why: &'static str) -> Denial {
@@ -447,54 +520,17 @@ impl DpopVerifier {
         }
         let (h64, p64, s64) = split3(proof).ok_or(invalid("not a compact JWS"))?;
 
-        // 2. Header.
-        let header_bytes = crate::b64::decode(h64).map_err(|_| invalid("header base64"))?;
-        let header: ProofHeader =
-            serde_json::from_slice(&header_bytes).map_err(|_| invalid("header JSON"))?;
-        if !header
-            .typ
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case(DPOP_TYP))
-        {
-            return Err(invalid("typ is not dpop+jwt"));
-        }
-        if header.crit.is_some() {
-            return Err(invalid("unsupported crit"));
-        }
-        let alg = header
-            .alg
-            .as_deref()
-            .and_then(parse_alg)
-            .ok_or(invalid("unsupported alg"))?;
-        if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
-            return Err(invalid("symmetric alg"));
-        }
-        if !inner.algorithms.contains(&alg) {
-            return Err(invalid("alg not allowed"));
-        }
-
-        // 3. The key in the header.
-        let jwk_value = header.jwk.as_ref().ok_or(invalid("missing jwk"))?;
-        let jwk_obj = jwk_value.as_object().ok_or(invalid("jwk is not an object"))?;
-        if PRIVATE_MEMBERS.iter().any(|m| jwk_obj.contains_key(*m)) {
-            return Err(invalid("private key in jwk"));
-        }
-        let jkt = jwk_thumbprint(jwk_value).map_err(|_| invalid("unusable jwk"))?;
-        let jwk = Jwk::deserialize(jwk_value).map_err(|_| invalid("unusable jwk"))?;
-        let rsa_default = matches!(
-            alg,
-            Algorithm::RS256
-                | Algorithm::RS384
-                | Algorithm::RS512
-                | Algorithm::PS256
-                | Algorithm::PS384
-                | Algorithm::PS512
-        )
-        .then_some(alg);
-        let key = VerifyingKey::from_jwk(&jwk, rsa_default).map_err(|_| invalid("unusable jwk"))?;
-        if key.algorithm() != alg {
-            return Err(invalid("alg does not match jwk"));
-        }
+        // 2 and 3: the header and its key, unless this header is the one that verified last.
+        let remembered = inner
+            .last_header
+            .load_full()
+            .filter(|m| *m.h64 == *h64.as_bytes());
+        let hit = remembered.is_some();
+        let pk = match remembered {
+            Some(pk) => pk,
+            None => Arc::new(proof_key(inner, h64)?),
+        };
+        let (jkt, key) = (&pk.jkt, &pk.key);
 
         // 4. Claims.
         let payload = crate::b64::decode(p64).map_err(|_| invalid("payload base64"))?;
@@ -550,6 +586,9 @@ impl DpopVerifier {
         if !key.verify(signing_input.as_bytes(), &sig) {
             return Err(invalid("bad signature"));
         }
+        if !hit {
+            inner.last_header.store(Some(pk.clone()));
+        }
 
         // 6. Nonce.
         if let Some(issuer) = &inner.nonces {
@@ -564,7 +603,7 @@ impl DpopVerifier {
             .first_use(&replay_id(&proof_htu, jti), now, until)
             .await
         {
-            Ok(true) => Ok(jkt),
+            Ok(true) => Ok(jkt.clone()),
             Ok(false) => Err(invalid("proof replayed")),
             Err(ReplayError::Full) => Err(Denial::ReplayStoreFull),
             Err(e) => {
@@ -578,6 +617,34 @@ impl DpopVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_remembered_header_still_needs_its_own_signature() {
+        use crate::dpop::DpopKey;
+        let v = DpopVerifier::builder().build().unwrap();
+        let (a, b) = (DpopKey::generate().unwrap(), DpopKey::generate().unwrap());
+        let (url, now) = ("https://api.example/r", 1_700_000_000);
+        let check = |proof: String| {
+            let v = v.clone();
+            async move { v.verify(&[&proof], &Method::GET, url, None, None, now).await }
+        };
+        let proof_a = || a.proof_at(&Method::GET, url, None, None, now).unwrap();
+        assert_eq!(check(proof_a()).await.as_ref(), Ok(a.thumbprint()));
+        // The header is remembered now; a second proof by the same key uses it.
+        assert_eq!(check(proof_a()).await.as_ref(), Ok(a.thumbprint()));
+        assert!(v.0.last_header.load().is_some());
+        // A's header (its public key) on a proof that B signed: refused at the signature.
+        let proof_b = b.proof_at(&Method::GET, url, None, None, now).unwrap();
+        let a_header = proof_a().split('.').next().unwrap().to_owned();
+        let (_, b_rest) = proof_b.split_once('.').unwrap();
+        assert_eq!(
+            check(format!("{a_header}.{b_rest}")).await,
+            Err(invalid("bad signature"))
+        );
+        // B's own proofs verify, and B's header takes the place of A's.
+        assert_eq!(check(proof_b).await.as_ref(), Ok(b.thumbprint()));
+        assert_eq!(check(proof_a()).await.as_ref(), Ok(a.thumbprint()));
+    }
 
     #[test]
     fn replay_ids_are_scoped_hashed_and_unambiguous() {
