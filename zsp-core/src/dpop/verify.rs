@@ -548,10 +548,15 @@ impl DpopVerifier {
         if has_query_or_fragment(proof_htu) {
             return Err(invalid("htu has query or fragment"));
         }
-        let proof_htu = normalize_htu(proof_htu).map_err(|_| invalid("invalid htu"))?;
-        let request_htu = normalize_htu(htu).map_err(|_| invalid("request URI not comparable"))?;
-        if proof_htu != request_htu {
-            return Err(invalid("htu mismatch"));
+        let raw_htu = proof_htu;
+        let proof_htu = normalize_htu(raw_htu).map_err(|_| invalid("invalid htu"))?;
+        // A client usually writes the very URI the server reconstructs: equal text normalises
+        // equally, so only a different spelling needs the second normalisation.
+        if htu != raw_htu {
+            let request_htu = normalize_htu(htu).map_err(|_| invalid("request URI not comparable"))?;
+            if proof_htu != request_htu {
+                return Err(invalid("htu mismatch"));
+            }
         }
         // NumericDate may be fractional (RFC 7519 §2); whole seconds are what the window needs.
         let iat = match claims.iat.as_ref() {
