@@ -256,6 +256,20 @@ fn significant_bits(be: &[u8]) -> usize {
     }
 }
 
+/// Whether `alg` is an RSA signature algorithm (PKCS#1 v1.5 or PSS): the family an RSA JWK
+/// without `alg` may be pinned to.
+pub(crate) fn is_rsa(alg: Algorithm) -> bool {
+    matches!(
+        alg,
+        Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512
+    )
+}
+
 /// Parses a JOSE `alg` name. `none` and unknown names give `None`.
 pub fn parse_alg(name: &str) -> Option<Algorithm> {
     Some(match name {

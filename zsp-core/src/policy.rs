@@ -487,17 +487,7 @@ impl Policy {
     }
     /// The first RSA-family algorithm the policy allows: how RSA JWKs without `alg` are pinned.
     pub fn rsa_default(&self) -> Option<Algorithm> {
-        self.algorithms.iter().copied().find(|a| {
-            matches!(
-                a,
-                Algorithm::RS256
-                    | Algorithm::RS384
-                    | Algorithm::RS512
-                    | Algorithm::PS256
-                    | Algorithm::PS384
-                    | Algorithm::PS512
-            )
-        })
+        self.algorithms.iter().copied().find(|a| crate::keys::is_rsa(*a))
     }
 }
 

@@ -36,7 +36,7 @@ use super::proof::{DPOP_TYP, access_token_hash};
 use super::thumbprint::{Jkt, jwk_thumbprint};
 use crate::clock::UnixTime;
 use crate::denial::Denial;
-use crate::keys::{Jwk, VerifyingKey, parse_alg};
+use crate::keys::{Jwk, VerifyingKey, is_rsa, parse_alg};
 use crate::replay::{MemoryReplayGuard, ReplayError, ReplayGuard};
 
 /// Largest `DPoP` header value accepted; checked before any parsing. An RSA-4096 proof is
@@ -318,16 +318,7 @@ fn proof_key(inner: &Inner, h64: &str) -> Result<ProofKey, Denial> {
     }
     let jkt = jwk_thumbprint(jwk_value).map_err(|_| invalid("unusable jwk"))?;
     let jwk = Jwk::deserialize(jwk_value).map_err(|_| invalid("unusable jwk"))?;
-    let rsa_default = matches!(
-        alg,
-        Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512
-    )
-    .then_some(alg);
+    let rsa_default = is_rsa(alg).then_some(alg);
     let key = VerifyingKey::from_jwk(&jwk, rsa_default).map_err(|_| invalid("unusable jwk"))?;
     if key.algorithm() != alg {
         return Err(invalid("alg does not match jwk"));
