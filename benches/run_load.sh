@@ -5,6 +5,9 @@
 #   benches/run_load.sh --all      # plus the interleaved verify ratios (and replay 1 vs 2 threads) and the criterion suites
 #                                  # (verify, outbound_broker, inbound),
 #                                  # then a table of the criterion medians
+#   benches/run_load.sh --wrk      # the load bench a second time with wrk as the load generator
+#                                  # (ZSP_LOAD_GEN=wrk; needs wrk on PATH, Debian: apt-get install wrk);
+#                                  # combines with --all
 #
 # Knobs for the load bench (defaults in brackets): ZSP_LOAD_SECS [3], ZSP_LOAD_ROUNDS [5],
 # ZSP_LOAD_CONNS [32], ZSP_LOAD_WARMUP_SECS [1], ZSP_LOAD_VARIANTS [1,2,...,13],
@@ -14,11 +17,29 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+all=0
+with_wrk=0
+for arg in "$@"; do
+    case "$arg" in
+        --all) all=1 ;;
+        --wrk) with_wrk=1 ;;
+        *) echo "usage: $0 [--all] [--wrk]" >&2; exit 2 ;;
+    esac
+done
+if [[ $with_wrk == 1 ]] && ! command -v wrk >/dev/null 2>&1; then
+    echo "--wrk: wrk is not on PATH (Debian: apt-get install wrk)" >&2
+    exit 2
+fi
+
 echo "== $(date -u '+%F %T UTC') load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 cargo bench --manifest-path loadbench/Cargo.toml
 echo "== $(date -u '+%F %T UTC') load after load bench: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [[ $with_wrk == 1 ]]; then
+    ZSP_LOAD_GEN=wrk cargo bench --manifest-path loadbench/Cargo.toml
+    echo "== $(date -u '+%F %T UTC') load after the wrk load bench: $(cut -d' ' -f1-3 /proc/loadavg)"
+fi
 
-if [[ "${1:-}" == "--all" ]]; then
+if [[ $all == 1 ]]; then
     # One feature set for all, so nothing is rebuilt between them.
     cargo bench --features audit-layer --bench verify_interleaved
     cargo bench --features audit-layer --bench verify -- --warm-up-time 1 --measurement-time 3

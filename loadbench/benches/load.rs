@@ -21,7 +21,10 @@
 //! subscriber instead of `fmt`, filtered to `zsp::audit`, so no request span is opened;
 //! (13) is (4) with DPoP required (RFC 9449): the token is bound to the generator's key and
 //! every request carries a proof never sent before, from a pool minted before each round like
-//! (6)'s tokens (`ZSP_LOAD_DPOP_RATE` per second of round, default 10,000).
+//! (6)'s tokens (`ZSP_LOAD_DPOP_RATE` per second of round, default 10,000); (14) is (6) with the
+//! replay guard in Redis (`RedisReplayGuard`), run only when `ZSP_REDIS_URL` names one: Redis is
+//! a third process, unpinned, so (14)'s req/s depends on where the scheduler puts it, and its
+//! server CPU per request counts zsp's side of the round trip only.
 //!
 //! Processes: `cargo bench` starts this binary (the launcher), which re-executes itself under
 //! `taskset -c $ZSP_LOAD_CLIENT_CPU` (default 1) as the load generator; the generator starts one
@@ -43,7 +46,10 @@
 //! seconds` (default 25,000/s, above what one core can verify) distinct tokens is minted before
 //! each round, each sent once; if a round runs out, it ends early and is flagged.
 //!
-//! Other knobs: `ZSP_LOAD_WARMUP_SECS` (default 1, once per variant before the first round).
+//! Other knobs: `ZSP_LOAD_WARMUP_SECS` (default 1, once per variant before the first round);
+//! `ZSP_LOAD_GEN=wrk` drives the same servers and rounds with wrk (`-t1`, same connections)
+//! instead of the built-in generator, as the issue's reference figures were taken; see
+//! `src/wrk.rs` for how it sends (6)'s and (13)'s fresh requests.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -58,6 +64,7 @@ use axum::routing::get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zsp::core::testing::TestIssuer;
+use zsp_loadbench::wrk;
 
 const ISS: &str = "https://bench.issuer";
 const AUD: &str = "bench-api";
@@ -68,6 +75,7 @@ const SIG_CACHE_ENTRIES: usize = 10_000;
 const ROLE: &str = "ZSP_LOAD_ROLE";
 const VARIANT: &str = "ZSP_LOAD_VARIANT";
 const JWKS: &str = "ZSP_LOAD_JWKS";
+const REDIS_URL: &str = "ZSP_REDIS_URL";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Variant {
@@ -84,10 +92,11 @@ enum Variant {
     ZspEs256AuditLayer = 11,
     ZspSigCacheAuditLayer = 12,
     ZspDpop = 13,
+    ZspRedisReplay = 14,
 }
 
 impl Variant {
-    const ALL: [Variant; 13] = [
+    const ALL: [Variant; 14] = [
         Variant::NoAuth,
         Variant::Jsonwebtoken,
         Variant::JwtAuthorizer,
@@ -101,6 +110,7 @@ impl Variant {
         Variant::ZspEs256AuditLayer,
         Variant::ZspSigCacheAuditLayer,
         Variant::ZspDpop,
+        Variant::ZspRedisReplay,
     ];
 
     fn id(self) -> usize {
@@ -126,7 +136,13 @@ impl Variant {
             Variant::ZspEs256AuditLayer => "extra: (4), audit through tracing to JsonAuditLayer",
             Variant::ZspSigCacheAuditLayer => "extra: (7), audit through tracing to JsonAuditLayer",
             Variant::ZspDpop => "extra: (4) with DPoP required, a fresh proof per request",
+            Variant::ZspRedisReplay => "extra: (6) with the replay guard in Redis",
         }
+    }
+
+    /// Every request a fresh single-use token, its jti recorded by a replay guard.
+    fn single_use(self) -> bool {
+        matches!(self, Variant::ZspSingleUse | Variant::ZspRedisReplay)
     }
 
     fn eddsa(self) -> bool {
@@ -280,7 +296,7 @@ fn zsp_app(variant: Variant, jwks: &[u8], hello: Router) -> Router {
         Algorithm::ES256
     };
     let mut rule = RouteRule::get("/hello").all_of([SCOPE]);
-    if variant == Variant::ZspSingleUse {
+    if variant.single_use() {
         rule = rule.single_use();
     }
     let policy = Policy::builder()
@@ -294,6 +310,16 @@ fn zsp_app(variant: Variant, jwks: &[u8], hello: Router) -> Router {
     let mut builder = Verifier::builder(policy, keys);
     if variant == Variant::ZspSingleUse {
         builder = builder.replay_guard(Arc::new(MemoryReplayGuard::new(4_000_000)));
+    }
+    if variant == Variant::ZspRedisReplay {
+        // The generator runs (14) only with ZSP_REDIS_URL set; a prefix of this process's own
+        // keeps its keys apart from any other run's. Redis runs unpinned, beside both.
+        let url = std::env::var(REDIS_URL).expect("ZSP_REDIS_URL");
+        let store = zsp::core::redis::RedisStore::builder(url)
+            .prefix(format!("zsp-load-{}:", std::process::id()))
+            .build()
+            .expect("redis store");
+        builder = builder.replay_guard(Arc::new(store.replay_guard()));
     }
     // The cache is on by default; (4)–(6) measure the signature check itself.
     builder = builder.signature_cache(match variant {
@@ -689,6 +715,76 @@ async fn run_round(server: &Server, requests: Requests, conns: usize, secs: f64,
     }
 }
 
+/// One round against `server` with wrk. `dir` holds the script and the pool file.
+fn run_round_wrk(
+    server: &Server,
+    requests: &Requests,
+    conns: usize,
+    secs: f64,
+    tick_hz: f64,
+    dir: &Path,
+) -> Round {
+    let url = format!("http://{}/hello", server.addr);
+    let mut cmd = Command::new("wrk");
+    cmd.arg("-t1")
+        .arg(format!("-c{conns}"))
+        // wrk takes whole seconds.
+        .arg(format!("-d{}s", secs.round().max(1.0) as u64))
+        .arg("--latency");
+    let pool_len = match requests {
+        Requests::Fixed(bytes) => {
+            if let Some(value) = wrk::authorization(bytes) {
+                cmd.arg("-H").arg(format!("Authorization: {value}"));
+            }
+            None
+        }
+        Requests::Pool(pool) => {
+            let script = dir.join("pool.lua");
+            let file = dir.join(format!("pool-{}.txt", server.variant.id()));
+            std::fs::write(&script, wrk::SCRIPT).expect("write wrk script");
+            std::fs::write(&file, pool.requests.concat()).expect("write request pool");
+            cmd.arg("-s").arg(script);
+            Some((pool.requests.len(), file))
+        }
+    };
+    cmd.arg(&url);
+    if let Some((_, file)) = &pool_len {
+        cmd.arg("--").arg(file);
+    }
+
+    let pid = server.child.id().to_string();
+    let cpu0 = cpu_time(&pid, tick_hz);
+    let children0 = wrk::children_cpu_time(tick_hz);
+    let out = cmd.output().expect("run wrk");
+    let cpu = cpu_time(&pid, tick_hz).saturating_sub(cpu0);
+    let wrk_cpu = wrk::children_cpu_time(tick_hz).saturating_sub(children0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        panic!(
+            "wrk failed ({}): {}{}",
+            out.status,
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let report = wrk::Report::parse(&text).unwrap_or_else(|| panic!("cannot read wrk's report:\n{text}"));
+    let ok = report.requests.saturating_sub(report.non_2xx);
+    let secs = report.duration.as_secs_f64();
+    if let Some((_, file)) = &pool_len {
+        let _ = std::fs::remove_file(file);
+    }
+    Round {
+        rps: ok as f64 / secs,
+        p50_us: report.p50_us,
+        p99_us: report.p99_us,
+        server_cpu_us_per_req: cpu.as_secs_f64() * 1e6 / (ok.max(1) as f64),
+        server_busy: cpu.as_secs_f64() / secs,
+        client_busy: wrk_cpu.as_secs_f64() / secs,
+        errors: report.non_2xx + report.socket_errors,
+        exhausted: pool_len.is_some_and(|(n, _)| report.requests > n as u64),
+    }
+}
+
 /// Sends one request and returns its status.
 async fn status_of(addr: SocketAddr, token: Option<&str>) -> u16 {
     status_of_bytes(addr, &request_bytes(token)).await
@@ -784,11 +880,12 @@ async fn preflight(server: &Server, tokens: &Tokens) {
         let status = status_of(server.addr, token.as_deref()).await;
         assert!(status == 401 || status == 403, "({}) {what}: {status}", v.id());
     }
-    if v == Variant::ZspSingleUse {
+    if v.single_use() {
         assert_eq!(
             status_of(server.addr, Some(&good)).await,
             401,
-            "(6) replayed token"
+            "({}) replayed token",
+            v.id()
         );
     }
 }
@@ -842,7 +939,9 @@ impl Tokens {
             }))
         };
         match v {
-            Variant::ZspSingleUse => pool((0..pool_size).map(|_| self.good_request(v)).collect()),
+            Variant::ZspSingleUse | Variant::ZspRedisReplay => {
+                pool((0..pool_size).map(|_| self.good_request(v)).collect())
+            }
             Variant::ZspDpop => {
                 let token = self.mint(v);
                 pool(
@@ -895,6 +994,33 @@ fn client_main() {
             .collect(),
         Err(_) => Variant::ALL.to_vec(),
     };
+    // (14) needs a Redis; without ZSP_REDIS_URL it is left out, and says so.
+    let redis = std::env::var_os(REDIS_URL).is_some();
+    if !redis && variants.contains(&Variant::ZspRedisReplay) {
+        println!("(14) skipped: set ZSP_REDIS_URL (e.g. redis://127.0.0.1:6379/) to run it");
+    }
+    let variants: Vec<Variant> = variants
+        .into_iter()
+        .filter(|&v| redis || v != Variant::ZspRedisReplay)
+        .collect();
+    // The generator: the built-in one (default) or wrk, for a second opinion.
+    let wrk_version = match std::env::var("ZSP_LOAD_GEN").as_deref() {
+        Err(_) | Ok("builtin") => None,
+        Ok("wrk") => match wrk::version() {
+            Some(v) => Some(v),
+            None => {
+                eprintln!("ZSP_LOAD_GEN=wrk, but wrk is not on PATH (Debian: apt-get install wrk)");
+                std::process::exit(2);
+            }
+        },
+        Ok(other) => {
+            eprintln!("ZSP_LOAD_GEN={other}: expected `builtin` or `wrk`");
+            std::process::exit(2);
+        }
+    };
+    let generator = wrk_version
+        .clone()
+        .unwrap_or_else(|| "the built-in generator".into());
     let tick_hz = clock_ticks();
     println!("load average at start: {}", loadavg());
 
@@ -910,7 +1036,7 @@ fn client_main() {
 
     println!(
         "zsp load bench: {} variants × {rounds} rounds × {secs} s, {conns} keep-alive connections, \
-         warm-up {warmup} s; server CPU {}, generator CPU {}",
+         warm-up {warmup} s, load from {generator}; server CPU {}, generator CPU {}",
         variants.len(),
         if pinned {
             server_cpu.to_string()
@@ -937,7 +1063,7 @@ fn client_main() {
         .expect("runtime");
     let pool_size = |v: Variant, s: f64| {
         let rate = match v {
-            Variant::ZspSingleUse => single_use_rate,
+            Variant::ZspSingleUse | Variant::ZspRedisReplay => single_use_rate,
             Variant::ZspDpop => dpop_rate,
             _ => 0.0,
         };
@@ -950,7 +1076,10 @@ fn client_main() {
         if warmup > 0.0 {
             for s in &servers {
                 let req = tokens.requests(s.variant, pool_size(s.variant, warmup));
-                let r = run_round(s, req, conns, warmup, tick_hz).await;
+                let r = match wrk_version {
+                    Some(_) => run_round_wrk(s, &req, conns, warmup, tick_hz, &dir),
+                    None => run_round(s, req, conns, warmup, tick_hz).await,
+                };
                 if r.errors > 0 {
                     eprintln!("warning: warm-up of ({}) had {} errors", s.variant.id(), r.errors);
                 }
@@ -960,7 +1089,10 @@ fn client_main() {
         for round in 0..rounds {
             for (i, s) in servers.iter().enumerate() {
                 let req = tokens.requests(s.variant, pool_size(s.variant, secs));
-                let r = run_round(s, req, conns, secs, tick_hz).await;
+                let r = match wrk_version {
+                    Some(_) => run_round_wrk(s, &req, conns, secs, tick_hz, &dir),
+                    None => run_round(s, req, conns, secs, tick_hz).await,
+                };
                 println!(
                     "round {} ({}) {:>9.0} req/s  p50 {:>8.1} µs  p99 {:>8.1} µs  server {:>5.1} µs CPU/req, \
                      busy {:>3.0} %  generator busy {:>3.0} %{}{}",
@@ -992,7 +1124,7 @@ fn client_main() {
     let _ = std::fs::remove_dir_all(&dir);
 
     println!("load average at end: {}", loadavg());
-    report(&variants, &results, rounds, secs, conns);
+    report(&variants, &results, rounds, secs, conns, &generator);
 }
 
 fn loadavg() -> String {
@@ -1010,7 +1142,14 @@ struct Summary {
     errors: u64,
 }
 
-fn report(variants: &[Variant], results: &[Vec<Round>], rounds: usize, secs: f64, conns: usize) {
+fn report(
+    variants: &[Variant],
+    results: &[Vec<Round>],
+    rounds: usize,
+    secs: f64,
+    conns: usize,
+    generator: &str,
+) {
     let sums: Vec<Summary> = variants
         .iter()
         .zip(results)
@@ -1031,7 +1170,8 @@ fn report(variants: &[Variant], results: &[Vec<Round>], rounds: usize, secs: f64
     };
     println!();
     println!(
-        "Medians of {rounds} interleaved rounds of {secs} s, {conns} connections; ratios are to (1) no auth."
+        "Medians of {rounds} interleaved rounds of {secs} s, {conns} connections, load from {generator}; \
+         ratios are to (1) no auth."
     );
     println!();
     println!(
