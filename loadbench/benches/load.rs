@@ -1236,11 +1236,25 @@ fn report(
             0.85,
         ),
         (
+            "zsp signature cache, audit off (8)",
+            Variant::ZspSigCacheNoAudit,
+            "no auth (1)",
+            Variant::NoAuth,
+            0.85,
+        ),
+        (
             "zsp ES256, JSON-lines audit (9)",
             Variant::ZspEs256JsonAudit,
             "jwt-authorizer (3)",
             Variant::JwtAuthorizer,
             1.06,
+        ),
+        (
+            "zsp ES256, JSON-lines audit (9)",
+            Variant::ZspEs256JsonAudit,
+            "no auth (1)",
+            Variant::NoAuth,
+            0.115,
         ),
         (
             "zsp signature cache, JSON-lines audit (10)",
@@ -1255,6 +1269,13 @@ fn report(
             "jwt-authorizer (3)",
             Variant::JwtAuthorizer,
             1.06,
+        ),
+        (
+            "zsp ES256, tracing to JsonAuditLayer (11)",
+            Variant::ZspEs256AuditLayer,
+            "no auth (1)",
+            Variant::NoAuth,
+            0.115,
         ),
         (
             "zsp signature cache, tracing to JsonAuditLayer (12)",
@@ -1272,12 +1293,21 @@ fn report(
             true,
         );
     }
-    check(
-        "zsp ES256 (4) p99 vs jwt-authorizer (3) p99",
-        pair(Variant::ZspEs256, Variant::JwtAuthorizer, |s| s.p99),
-        1.0,
-        false,
-    );
+    for (name, v) in [
+        ("zsp ES256 (4)", Variant::ZspEs256),
+        ("zsp ES256, JSON-lines audit (9)", Variant::ZspEs256JsonAudit),
+        (
+            "zsp ES256, tracing to JsonAuditLayer (11)",
+            Variant::ZspEs256AuditLayer,
+        ),
+    ] {
+        check(
+            &format!("{name} p99 vs jwt-authorizer (3) p99"),
+            pair(v, Variant::JwtAuthorizer, |s| s.p99),
+            1.0,
+            false,
+        );
+    }
     // Requests per server-CPU-second, for the same targets measured by CPU cost.
     for (a_name, a, b_name, b, target) in targets {
         check(
