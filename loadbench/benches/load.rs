@@ -728,8 +728,8 @@ fn run_round_wrk(
     let mut cmd = Command::new("wrk");
     cmd.arg("-t1")
         .arg(format!("-c{conns}"))
-        // wrk takes whole seconds.
-        .arg(format!("-d{}s", secs.round().max(1.0) as u64))
+        // Whole seconds (the caller rounded them).
+        .arg(format!("-d{}s", secs as u64))
         .arg("--latency");
     let pool_len = match requests {
         Requests::Fixed(bytes) => {
@@ -1021,6 +1021,12 @@ fn client_main() {
     let generator = wrk_version
         .clone()
         .unwrap_or_else(|| "the built-in generator".into());
+    // wrk runs whole seconds: round here, so the token and proof pools match the rounds.
+    let whole = |s: f64| if s > 0.0 { s.round().max(1.0) } else { 0.0 };
+    let (secs, warmup) = match wrk_version {
+        Some(_) => (whole(secs), whole(warmup)),
+        None => (secs, warmup),
+    };
     let tick_hz = clock_ticks();
     println!("load average at start: {}", loadavg());
 
