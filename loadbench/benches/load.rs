@@ -1116,7 +1116,7 @@ fn client_main() {
                         String::new()
                     },
                     if r.exhausted {
-                        "  (token pool exhausted: round ended early)"
+                        "  (request pool used up before the round ended: raise ZSP_LOAD_SINGLE_USE_RATE or ZSP_LOAD_DPOP_RATE)"
                     } else {
                         ""
                     },
