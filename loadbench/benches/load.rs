@@ -64,6 +64,7 @@ use axum::routing::get;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zsp::core::testing::TestIssuer;
+use zsp_loadbench::cpu::{children_cpu_time, cpu_time};
 use zsp_loadbench::wrk;
 
 const ISS: &str = "https://bench.issuer";
@@ -482,17 +483,6 @@ fn spawn_server(variant: Variant, jwks: &Path, pin: Option<usize>) -> Server {
     Server { variant, child, addr }
 }
 
-/// CPU time (user + system) of a process so far, from /proc.
-fn cpu_time(pid: &str, tick_hz: f64) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may contain spaces).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15; `rest` starts at field 3.
-    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / tick_hz)
-}
-
 fn clock_ticks() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
@@ -754,10 +744,10 @@ fn run_round_wrk(
 
     let pid = server.child.id().to_string();
     let cpu0 = cpu_time(&pid, tick_hz);
-    let children0 = wrk::children_cpu_time(tick_hz);
+    let children0 = children_cpu_time(tick_hz);
     let out = cmd.output().expect("run wrk");
     let cpu = cpu_time(&pid, tick_hz).saturating_sub(cpu0);
-    let wrk_cpu = wrk::children_cpu_time(tick_hz).saturating_sub(children0);
+    let wrk_cpu = children_cpu_time(tick_hz).saturating_sub(children0);
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         panic!(

@@ -3,4 +3,5 @@
 //! `cargo test --manifest-path loadbench/Cargo.toml` tests them.
 #![forbid(unsafe_code)]
 
+pub mod cpu;
 pub mod wrk;

@@ -49,16 +49,6 @@ pub fn authorization(request: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// CPU time of this process's waited-for children (cutime + cstime), from /proc.
-pub fn children_cpu_time(tick_hz: f64) -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // cutime and cstime are fields 16 and 17; `rest` starts at field 3.
-    Duration::from_secs_f64((ticks(13) + ticks(14)) as f64 / tick_hz)
-}
-
 /// What the bench takes from wrk's `--latency` report.
 #[derive(Debug, PartialEq)]
 pub struct Report {
