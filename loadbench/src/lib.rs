@@ -4,4 +4,5 @@
 #![forbid(unsafe_code)]
 
 pub mod cpu;
+pub mod paired;
 pub mod wrk;
