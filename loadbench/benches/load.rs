@@ -24,7 +24,11 @@
 //! (6)'s tokens (`ZSP_LOAD_DPOP_RATE` per second of round, default 10,000); (14) is (6) with the
 //! replay guard in Redis (`RedisReplayGuard`), run only when `ZSP_REDIS_URL` names one: Redis is
 //! a third process, unpinned, so (14)'s req/s depends on where the scheduler puts it, and its
-//! server CPU per request counts zsp's side of the round trip only.
+//! server CPU per request counts zsp's side of the round trip only. (15) is (10) with the layer
+//! put around the whole Router (`VerifyLayer::layer(router)`, served with
+//! `axum::ServiceExt::into_make_service`) instead of inside it with `Router::layer`: axum
+//! then boxes no per-route service clone and no response future for it, which every
+//! `Router::layer` middleware, (2) and (3) included, pays on each request.
 //!
 //! Processes: `cargo bench` starts this binary (the launcher), which re-executes itself under
 //! `taskset -c $ZSP_LOAD_CLIENT_CPU` (default 1) as the load generator; the generator starts one
@@ -96,10 +100,11 @@ enum Variant {
     ZspSigCacheAuditLayer = 12,
     ZspDpop = 13,
     ZspRedisReplay = 14,
+    ZspSigCacheJsonAuditOuter = 15,
 }
 
 impl Variant {
-    const ALL: [Variant; 14] = [
+    const ALL: [Variant; 15] = [
         Variant::NoAuth,
         Variant::Jsonwebtoken,
         Variant::JwtAuthorizer,
@@ -114,6 +119,7 @@ impl Variant {
         Variant::ZspSigCacheAuditLayer,
         Variant::ZspDpop,
         Variant::ZspRedisReplay,
+        Variant::ZspSigCacheJsonAuditOuter,
     ];
 
     fn id(self) -> usize {
@@ -140,6 +146,7 @@ impl Variant {
             Variant::ZspSigCacheAuditLayer => "extra: (7), audit through tracing to JsonAuditLayer",
             Variant::ZspDpop => "extra: (4) with DPoP required, a fresh proof per request",
             Variant::ZspRedisReplay => "extra: (6) with the replay guard in Redis",
+            Variant::ZspSigCacheJsonAuditOuter => "extra: (10), layer around the Router, not Router::layer",
         }
     }
 
@@ -291,7 +298,7 @@ fn audit_subscriber(variant: Variant) {
     tracing_subscriber::registry().with(audit).init();
 }
 
-fn zsp_app(variant: Variant, jwks: &[u8], hello: Router) -> Router {
+fn zsp_layer(variant: Variant, jwks: &[u8]) -> zsp::tower::VerifyLayer {
     use zsp::core::{Algorithm, KeySet, MemoryReplayGuard, Policy, RouteRule, Verifier};
     let alg = if variant.eddsa() {
         Algorithm::EdDSA
@@ -329,12 +336,13 @@ fn zsp_app(variant: Variant, jwks: &[u8], hello: Router) -> Router {
         Variant::ZspSigCache
         | Variant::ZspSigCacheNoAudit
         | Variant::ZspSigCacheJsonAudit
+        | Variant::ZspSigCacheJsonAuditOuter
         | Variant::ZspSigCacheAuditLayer => SIG_CACHE_ENTRIES,
         _ => 0,
     });
     if matches!(
         variant,
-        Variant::ZspEs256JsonAudit | Variant::ZspSigCacheJsonAudit
+        Variant::ZspEs256JsonAudit | Variant::ZspSigCacheJsonAudit | Variant::ZspSigCacheJsonAuditOuter
     ) {
         // Same destination as the tracing variants' fmt layer: formatted, then written nowhere.
         builder = builder.audit_sink(Arc::new(zsp::core::JsonLinesAudit::new(std::io::sink())));
@@ -352,13 +360,21 @@ fn zsp_app(variant: Variant, jwks: &[u8], hello: Router) -> Router {
             .expect("dpop verifier");
         layer = layer.dpop(dpop);
     }
-    hello.layer(layer)
+    layer
 }
 
-async fn build_app(variant: Variant, jwks_path: &Path) -> Router {
+/// What a server serves: a Router (with any layer inside it, through `Router::layer`), or
+/// (15) the Router inside zsp's layer.
+enum App {
+    Router(Router),
+    Outer(zsp::tower::VerifyService<Router>),
+}
+
+async fn build_app(variant: Variant, jwks_path: &Path) -> App {
+    use tower::Layer as _;
     let hello = Router::new().route("/hello", get(|| async { "hello" }));
     let jwks = std::fs::read(jwks_path).expect("read jwks");
-    match variant {
+    App::Router(match variant {
         Variant::NoAuth => hello,
         Variant::Jsonwebtoken => {
             let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&jwks).expect("jwks");
@@ -393,8 +409,11 @@ async fn build_app(variant: Variant, jwks_path: &Path) -> Router {
             });
             hello.layer(adapter)
         }
-        _ => zsp_app(variant, &jwks, hello),
-    }
+        // The layer sees every request before routing, as a gateway filter does; zsp's own
+        // route rules decide, so nothing of axum's routing is needed first.
+        Variant::ZspSigCacheJsonAuditOuter => return App::Outer(zsp_layer(variant, &jwks).layer(hello)),
+        _ => hello.layer(zsp_layer(variant, &jwks)),
+    })
 }
 
 fn server_main() {
@@ -423,7 +442,18 @@ fn server_main() {
         let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, app).await.expect("serve");
+        match app {
+            App::Router(router) => axum::serve(listener, router).await,
+            App::Outer(svc) => {
+                use axum::ServiceExt;
+                axum::serve(
+                    listener,
+                    ServiceExt::<axum::extract::Request>::into_make_service(svc),
+                )
+                .await
+            }
+        }
+        .expect("serve");
     });
 }
 
@@ -1316,6 +1346,13 @@ fn report(
         (
             "zsp signature cache, tracing to JsonAuditLayer (12)",
             Variant::ZspSigCacheAuditLayer,
+            "no auth (1)",
+            Variant::NoAuth,
+            0.85,
+        ),
+        (
+            "zsp signature cache, JSON-lines audit, layer around the Router (15)",
+            Variant::ZspSigCacheJsonAuditOuter,
             "no auth (1)",
             Variant::NoAuth,
             0.85,
