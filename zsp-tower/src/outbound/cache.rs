@@ -32,6 +32,8 @@ use super::source::{AccessToken, FetchError, TokenRequest, TokenSource};
 #[derive(Default)]
 struct State {
     token: Option<AccessToken>,
+    /// When `token` enters its refresh margin: worked out once per token, not on every hit.
+    refresh_at: UnixTime,
     refreshing: bool,
     failures: u32,
     retry_at: UnixTime,
@@ -393,7 +395,7 @@ impl<S: TokenSource> Inner<S> {
         if let Some(token) = &st.token {
             if now < token.expires_at() {
                 let token = token.clone();
-                if now >= token.expires_at() - self.margin(&token) {
+                if now >= st.refresh_at {
                     self.counters.refresh_window_hits.fetch_add(1, Ordering::Relaxed);
                     if allow_refresh && !st.refreshing && now >= st.retry_at && self.spawn_refresh(slot, req)
                     {
@@ -436,7 +438,7 @@ impl<S: TokenSource> Inner<S> {
                 let now = this.clock.now();
                 now >= st.retry_at
                     && match &st.token {
-                        Some(t) => now >= t.expires_at() - this.margin(t),
+                        Some(_) => now >= st.refresh_at,
                         None => true,
                     }
             };
@@ -490,6 +492,7 @@ impl<S: TokenSource> Inner<S> {
         let mut st = slot.state();
         match &result {
             Ok(token) => {
+                st.refresh_at = token.expires_at().saturating_sub(self.margin(token));
                 st.token = Some(token.clone());
                 st.failures = 0;
                 st.retry_at = 0;
@@ -518,6 +521,12 @@ impl<S: TokenSource> TokenSource for CachedTokenSource<S> {
         // Boxed: the waiting and fetching state is large, and inline it would make every hit
         // allocate and copy a future sized for a miss.
         Box::pin(inner.wait_and_fetch(slot, req)).await
+    }
+
+    /// A hit, or a refusal during a backoff, exactly as [`token`](Self::token) would answer
+    /// it (a token inside its refresh margin starts the background refresh here too).
+    fn token_now(&self, req: &TokenRequest) -> Option<Result<AccessToken, FetchError>> {
+        self.inner.probe(req).ok()
     }
 
     async fn invalidate(&self, req: &TokenRequest, rejected: &AccessToken) {
@@ -652,6 +661,37 @@ mod tests {
         assert_eq!(cache.inner.margin(&t), 5);
         let huge = AccessToken::new("x", TokenType::Bearer, 1, u64::MAX, None).unwrap();
         assert_eq!(cache.inner.margin(&huge), (u64::MAX - 1) / 5);
+    }
+
+    #[tokio::test]
+    async fn token_now_answers_as_token_does_without_waiting() {
+        let (clock, cache, fake) = setup(100);
+        let req = TokenRequest::new("a");
+        assert!(cache.token_now(&req).is_none(), "cold: only token() can fetch");
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 0, "token_now never fetches");
+        let t0 = cache.token(&req).await.unwrap();
+        let hit = cache.token_now(&req).unwrap().unwrap();
+        assert!(hit.same_value(&t0));
+        // Inside the margin: the valid token, and the background refresh starts.
+        clock.advance(80);
+        assert!(cache.token_now(&req).unwrap().unwrap().same_value(&t0));
+        while cache.refreshes_in_flight() > 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(cache.token_now(&req).unwrap().unwrap().secret(), "tok-1");
+        // Expired and the source failing: the backoff's refusal, with no wait.
+        fake.fail.store(true, Ordering::SeqCst);
+        clock.advance(100);
+        assert!(cache.token_now(&req).is_none(), "expired: a fetch is needed");
+        assert!(cache.token(&req).await.is_err());
+        assert!(matches!(
+            cache.token_now(&req),
+            Some(Err(FetchError::BrokerUnavailable { .. }))
+        ));
+        // Through an Arc, as the attach layer holds its source.
+        let shared: Arc<dyn TokenSource> = Arc::new(cache);
+        assert!(matches!(shared.token_now(&req), Some(Err(_))));
     }
 
     #[tokio::test]

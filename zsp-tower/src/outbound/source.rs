@@ -36,12 +36,46 @@ impl std::fmt::Debug for BoundKey {
 ///
 /// It is also the cache key of [`crate::outbound::CachedTokenSource`] (per source), so two
 /// requests that differ only in scope order share one token.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenRequest {
+    /// The hash of the other fields, worked out whenever one changes: the cache hashes the
+    /// request on every lookup, and field by field that was a fifth of a cache hit. First, so
+    /// that comparing two different requests usually stops at it.
+    key_hash: u64,
     audience: Option<String>,
     scopes: ScopeSet,
     key_thumbprint: Option<String>,
     dpop: Option<BoundKey>,
+}
+
+impl std::hash::Hash for TokenRequest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.key_hash);
+    }
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("audience", &self.audience)
+            .field("scopes", &self.scopes)
+            .field("key_thumbprint", &self.key_thumbprint)
+            .field("dpop", &self.dpop)
+            .finish()
+    }
+}
+
+impl Default for TokenRequest {
+    fn default() -> Self {
+        Self {
+            key_hash: 0,
+            audience: None,
+            scopes: ScopeSet::default(),
+            key_thumbprint: None,
+            dpop: None,
+        }
+        .rehashed()
+    }
 }
 
 impl TokenRequest {
@@ -51,6 +85,7 @@ impl TokenRequest {
             audience: Some(audience.into()),
             ..Self::default()
         }
+        .rehashed()
     }
     /// A request without an audience (the broker's default).
     pub fn without_audience() -> Self {
@@ -61,19 +96,29 @@ impl TokenRequest {
         for s in scopes {
             self.scopes.insert(s.as_ref());
         }
-        self
+        self.rehashed()
     }
     /// Binds the request to a proof-of-possession key by its RFC 7638 thumbprint (DPoP
     /// `jkt`); part of the cache key so tokens bound to different keys never mix.
     pub fn key_thumbprint(mut self, jkt: impl Into<String>) -> Self {
         self.key_thumbprint = Some(jkt.into());
-        self
+        self.rehashed()
     }
     /// Asks for a DPoP-bound token (RFC 9449 §5): the token endpoint request carries a proof
     /// made with `key`, and the key's thumbprint becomes part of the cache key.
     pub fn dpop_key(mut self, key: DpopKey) -> Self {
         self.key_thumbprint = Some(key.thumbprint().as_str().to_owned());
         self.dpop = Some(BoundKey(key));
+        self.rehashed()
+    }
+    /// `self` with `key_hash` worked out from the fields. Every method that changes a field
+    /// ends here, so equal requests always carry equal hashes. Fixed keys: the requests come
+    /// from the application, not from its callers, and the cache's own hasher is unkeyed too.
+    fn rehashed(mut self) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (&self.audience, &self.scopes, &self.key_thumbprint, &self.dpop).hash(&mut h);
+        self.key_hash = h.finish();
         self
     }
     /// The DPoP key the token is to be bound to, if any.
@@ -356,6 +401,16 @@ pub trait TokenSource: Send + Sync + 'static {
     /// A token for `req`.
     async fn token(&self, req: &TokenRequest) -> Result<AccessToken, FetchError>;
 
+    /// What [`token`](Self::token) would answer, when the answer needs no waiting: a cached
+    /// token, or a refusal while the source backs off. `None`: only `token` can answer.
+    ///
+    /// For callers on a hot path, which ask this first (the attach layer does): it spares them
+    /// the boxed future `token` returns. Sources without a cache keep the default, `None`.
+    fn token_now(&self, req: &TokenRequest) -> Option<Result<AccessToken, FetchError>> {
+        let _ = req;
+        None
+    }
+
     /// Tells the source that `rejected` was refused by its audience (a 401 `invalid_token`),
     /// so that the next [`TokenSource::token`] does not return it again. Sources without
     /// state ignore it.
@@ -373,6 +428,9 @@ pub trait TokenSource: Send + Sync + 'static {
 impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
     async fn token(&self, req: &TokenRequest) -> Result<AccessToken, FetchError> {
         (**self).token(req).await
+    }
+    fn token_now(&self, req: &TokenRequest) -> Option<Result<AccessToken, FetchError>> {
+        (**self).token_now(req)
     }
     async fn invalidate(&self, req: &TokenRequest, rejected: &AccessToken) {
         (**self).invalidate(req, rejected).await
@@ -408,5 +466,48 @@ mod tests {
         let a = TokenRequest::new("api").scopes(["b", "a"]);
         let b = TokenRequest::new("api").scopes(["a", "b", "a"]);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_kept_hash_follows_every_change_and_equal_requests_hash_alike() {
+        let key = DpopKey::generate_es256().unwrap();
+        // Equal requests built along different paths.
+        let pairs = [
+            (TokenRequest::default(), TokenRequest::without_audience()),
+            (
+                TokenRequest::new("api").scopes(["b"]).scopes(["a"]),
+                TokenRequest::new("api").scopes(["a", "b"]),
+            ),
+            (
+                TokenRequest::new("api").dpop_key(key.clone()),
+                TokenRequest::new("api").key_thumbprint("x").dpop_key(key.clone()),
+            ),
+        ];
+        for (a, b) in &pairs {
+            assert_eq!(a, b);
+            assert_eq!(a.key_hash, b.key_hash);
+            let state = std::hash::RandomState::new();
+            assert_eq!(
+                std::hash::BuildHasher::hash_one(&state, a),
+                std::hash::BuildHasher::hash_one(&state, b)
+            );
+        }
+        // Each field, changed alone, changes the hash (as it changes equality).
+        let base = TokenRequest::new("api").scopes(["a"]);
+        let changed = [
+            TokenRequest::new("other").scopes(["a"]),
+            TokenRequest::without_audience().scopes(["a"]),
+            TokenRequest::new("api").scopes(["a", "b"]),
+            TokenRequest::new("api").scopes(["a"]).key_thumbprint("jkt"),
+            TokenRequest::new("api").scopes(["a"]).dpop_key(key),
+        ];
+        for c in &changed {
+            assert_ne!(&base, c);
+            assert_ne!(base.key_hash, c.key_hash, "{c:?}");
+        }
+        assert!(
+            !format!("{base:?}").contains("key_hash"),
+            "Debug shows the request, not its hash"
+        );
     }
 }

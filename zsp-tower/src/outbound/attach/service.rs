@@ -248,7 +248,11 @@ where
 {
     let (mut parts, body) = req.into_parts();
     let treq = shared.resolve_bound(&parts).map_err(AttachError::Token)?;
-    let token = shared.source.token(&treq).await.map_err(AttachError::Token)?;
+    let token = match shared.source.token_now(&treq) {
+        Some(answer) => answer,
+        None => shared.source.token(&treq).await,
+    }
+    .map_err(AttachError::Token)?;
     // The nonce retry is part of speaking DPoP, so it does not depend on `retry`.
     let replay = if shared.retry || shared.dpop.is_some() {
         body.try_replay().map(|b| (copy_parts(&parts), b))
