@@ -4,7 +4,7 @@
 //! header value it pre-builds, marked sensitive); neither `Debug` nor `Display` of any type in
 //! this module prints it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
 use zsp_core::dpop::DpopKey;
@@ -36,21 +36,39 @@ impl std::fmt::Debug for BoundKey {
 ///
 /// It is also the cache key of [`crate::outbound::CachedTokenSource`] (per source), so two
 /// requests that differ only in scope order share one token.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct TokenRequest {
-    /// The hash of the other fields, worked out whenever one changes: the cache hashes the
-    /// request on every lookup, and field by field that was a fifth of a cache hit. First, so
-    /// that comparing two different requests usually stops at it.
-    key_hash: u64,
     audience: Option<String>,
     scopes: ScopeSet,
     key_thumbprint: Option<String>,
     dpop: Option<BoundKey>,
+    /// The hash of the fields above, worked out the first time the request is hashed and kept
+    /// (clones keep it too): a cache looks a request up on every call, and hashing it field by
+    /// field was a fifth of a cache hit. Every method that changes a field clears it.
+    key_hash: OnceLock<u64>,
 }
+
+impl PartialEq for TokenRequest {
+    fn eq(&self, other: &Self) -> bool {
+        self.audience == other.audience
+            && self.scopes == other.scopes
+            && self.key_thumbprint == other.key_thumbprint
+            && self.dpop == other.dpop
+    }
+}
+impl Eq for TokenRequest {}
 
 impl std::hash::Hash for TokenRequest {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.key_hash);
+        let key_hash = self.key_hash.get_or_init(|| {
+            use std::hash::{Hash, Hasher};
+            // Fixed keys: the requests come from the application, not from its callers, and
+            // the cache's own hasher is unkeyed too.
+            let mut h = std::hash::DefaultHasher::new();
+            (&self.audience, &self.scopes, &self.key_thumbprint, &self.dpop).hash(&mut h);
+            h.finish()
+        });
+        state.write_u64(*key_hash);
     }
 }
 
@@ -65,19 +83,6 @@ impl std::fmt::Debug for TokenRequest {
     }
 }
 
-impl Default for TokenRequest {
-    fn default() -> Self {
-        Self {
-            key_hash: 0,
-            audience: None,
-            scopes: ScopeSet::default(),
-            key_thumbprint: None,
-            dpop: None,
-        }
-        .rehashed()
-    }
-}
-
 impl TokenRequest {
     /// A request for `audience`, sent as the RFC 8707 `resource` parameter.
     pub fn new(audience: impl Into<String>) -> Self {
@@ -85,7 +90,6 @@ impl TokenRequest {
             audience: Some(audience.into()),
             ..Self::default()
         }
-        .rehashed()
     }
     /// A request without an audience (the broker's default).
     pub fn without_audience() -> Self {
@@ -96,29 +100,22 @@ impl TokenRequest {
         for s in scopes {
             self.scopes.insert(s.as_ref());
         }
-        self.rehashed()
+        self.key_hash = OnceLock::new();
+        self
     }
     /// Binds the request to a proof-of-possession key by its RFC 7638 thumbprint (DPoP
     /// `jkt`); part of the cache key so tokens bound to different keys never mix.
     pub fn key_thumbprint(mut self, jkt: impl Into<String>) -> Self {
         self.key_thumbprint = Some(jkt.into());
-        self.rehashed()
+        self.key_hash = OnceLock::new();
+        self
     }
     /// Asks for a DPoP-bound token (RFC 9449 §5): the token endpoint request carries a proof
     /// made with `key`, and the key's thumbprint becomes part of the cache key.
     pub fn dpop_key(mut self, key: DpopKey) -> Self {
         self.key_thumbprint = Some(key.thumbprint().as_str().to_owned());
         self.dpop = Some(BoundKey(key));
-        self.rehashed()
-    }
-    /// `self` with `key_hash` worked out from the fields. Every method that changes a field
-    /// ends here, so equal requests always carry equal hashes. Fixed keys: the requests come
-    /// from the application, not from its callers, and the cache's own hasher is unkeyed too.
-    fn rehashed(mut self) -> Self {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::hash::DefaultHasher::new();
-        (&self.audience, &self.scopes, &self.key_thumbprint, &self.dpop).hash(&mut h);
-        self.key_hash = h.finish();
+        self.key_hash = OnceLock::new();
         self
     }
     /// The DPoP key the token is to be bound to, if any.
@@ -470,40 +467,48 @@ mod tests {
 
     #[test]
     fn the_kept_hash_follows_every_change_and_equal_requests_hash_alike() {
+        use std::hash::BuildHasher;
+        let state = std::hash::RandomState::new();
         let key = DpopKey::generate_es256().unwrap();
-        // Equal requests built along different paths.
+        // Equal requests built along different paths, some hashed before they changed.
+        let hashed_then_changed = {
+            let r = TokenRequest::new("api").scopes(["b"]);
+            state.hash_one(&r);
+            r.scopes(["a"])
+        };
+        let cloned_then_bound = {
+            let r = TokenRequest::new("api").key_thumbprint("x");
+            state.hash_one(&r);
+            r.clone().dpop_key(key.clone())
+        };
         let pairs = [
             (TokenRequest::default(), TokenRequest::without_audience()),
-            (
-                TokenRequest::new("api").scopes(["b"]).scopes(["a"]),
-                TokenRequest::new("api").scopes(["a", "b"]),
-            ),
-            (
-                TokenRequest::new("api").dpop_key(key.clone()),
-                TokenRequest::new("api").key_thumbprint("x").dpop_key(key.clone()),
-            ),
+            (hashed_then_changed, TokenRequest::new("api").scopes(["a", "b"])),
+            (cloned_then_bound, TokenRequest::new("api").dpop_key(key.clone())),
         ];
         for (a, b) in &pairs {
             assert_eq!(a, b);
-            assert_eq!(a.key_hash, b.key_hash);
-            let state = std::hash::RandomState::new();
+            assert_eq!(state.hash_one(a), state.hash_one(b), "{a:?}");
             assert_eq!(
-                std::hash::BuildHasher::hash_one(&state, a),
-                std::hash::BuildHasher::hash_one(&state, b)
+                state.hash_one(a),
+                state.hash_one(a.clone()),
+                "clones keep the hash"
             );
         }
-        // Each field, changed alone, changes the hash (as it changes equality).
+        // Each field, changed alone, changes the hash (as it changes equality), also when the
+        // request was hashed before the change.
         let base = TokenRequest::new("api").scopes(["a"]);
+        let base_hash = state.hash_one(&base);
         let changed = [
             TokenRequest::new("other").scopes(["a"]),
             TokenRequest::without_audience().scopes(["a"]),
-            TokenRequest::new("api").scopes(["a", "b"]),
-            TokenRequest::new("api").scopes(["a"]).key_thumbprint("jkt"),
-            TokenRequest::new("api").scopes(["a"]).dpop_key(key),
+            base.clone().scopes(["b"]),
+            base.clone().key_thumbprint("jkt"),
+            base.clone().dpop_key(key),
         ];
         for c in &changed {
             assert_ne!(&base, c);
-            assert_ne!(base.key_hash, c.key_hash, "{c:?}");
+            assert_ne!(base_hash, state.hash_one(c), "{c:?}");
         }
         assert!(
             !format!("{base:?}").contains("key_hash"),
