@@ -61,7 +61,7 @@ impl Eq for TokenRequest {}
 impl std::hash::Hash for TokenRequest {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         let key_hash = self.key_hash.get_or_init(|| {
-            use std::hash::{Hash, Hasher};
+            use std::hash::Hasher;
             // Fixed keys: the requests come from the application, not from its callers, and
             // the cache's own hasher is unkeyed too.
             let mut h = std::hash::DefaultHasher::new();
