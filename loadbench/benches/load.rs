@@ -36,7 +36,8 @@
 //! live for the whole run (idle ones cost nothing); each round runs every variant in turn, in
 //! order in even rounds and in reverse in odd ones, each for a fixed time with a fixed number
 //! of keep-alive connections, one request in flight per connection (closed loop, like wrk).
-//! Targets are judged on the median of per-round ratios (`src/paired.rs`). Servers exit when their stdin closes, so none outlives the run.
+//! Targets are judged on the median of per-round ratios (`src/paired.rs`). Servers exit when
+//! their stdin closes, so none outlives the run.
 //!
 //! Every server process but (11) and (12) installs the same tracing subscriber: a `fmt` layer
 //! (plain text, no ANSI colours, as a log file gets) writing to `std::io::sink()` with the
