@@ -1237,7 +1237,7 @@ fn report(
                  f: fn(&Round) -> f64,
                  target: f64,
                  higher_better: bool| {
-        let (Some(ia), Some(ib), Some(sa), Some(sb)) = (index(a), index(b), get(a), get(b)) else {
+        let (Some(ia), Some(ib)) = (index(a), index(b)) else {
             println!("- {name}: not measured in this run");
             return;
         };
@@ -1246,22 +1246,7 @@ fn report(
             println!("- {name}: no usable round");
             return;
         };
-        let of_medians = {
-            let one = |s: &Summary| {
-                // The same figure from the summary, so both ratios read the same quantity.
-                f(&Round {
-                    rps: s.rps,
-                    p50_us: s.p50,
-                    p99_us: s.p99,
-                    server_cpu_us_per_req: s.cpu,
-                    server_busy: 0.0,
-                    client_busy: 0.0,
-                    errors: 0,
-                    exhausted: false,
-                })
-            };
-            one(sa) / one(sb)
-        };
+        let of_medians = median(per_round(ia)) / median(per_round(ib));
         println!(
             "- {name}: {:.3}× (per-round median; {:.3}–{:.3}, {} of {} rounds meet it; ratio of medians {of_medians:.3}×) \
              (target {} {target}×) — {}",
