@@ -265,6 +265,48 @@ pub(crate) enum ScpRef<'a> {
     List,
 }
 
+/// A claim name as three bytes in one word, for [`claim_index`].
+const fn word3(name: &[u8; 3]) -> u32 {
+    name[0] as u32 | (name[1] as u32) << 8 | (name[2] as u32) << 16
+}
+
+/// The slot of a claim [`Checked::parse_flat`] knows: iss sub jti client_id scope aud scp, then
+/// exp nbf iat, then single_use cnf act. Ten of the names are three bytes long; they are told
+/// apart by comparing one integer each instead of a string each.
+fn claim_index(key: &str) -> Option<usize> {
+    const ISS: u32 = word3(b"iss");
+    const SUB: u32 = word3(b"sub");
+    const JTI: u32 = word3(b"jti");
+    const AUD: u32 = word3(b"aud");
+    const SCP: u32 = word3(b"scp");
+    const EXP: u32 = word3(b"exp");
+    const NBF: u32 = word3(b"nbf");
+    const IAT: u32 = word3(b"iat");
+    const CNF: u32 = word3(b"cnf");
+    const ACT: u32 = word3(b"act");
+    match *key.as_bytes() {
+        [a, b, c] => match word3(&[a, b, c]) {
+            ISS => Some(0),
+            SUB => Some(1),
+            JTI => Some(2),
+            AUD => Some(5),
+            SCP => Some(6),
+            EXP => Some(7),
+            NBF => Some(8),
+            IAT => Some(9),
+            CNF => Some(11),
+            ACT => Some(12),
+            _ => None,
+        },
+        _ => match key {
+            "client_id" => Some(3),
+            "scope" => Some(4),
+            "single_use" => Some(10),
+            _ => None,
+        },
+    }
+}
+
 impl<'a> Checked<'a> {
     /// What serde_json would build, for a flat payload whose every known field has the type
     /// serde_json would accept; `None` for anything else (the caller then asks serde_json).
@@ -277,21 +319,8 @@ impl<'a> Checked<'a> {
         let mut single_use = None;
         let mut seen = 0u32;
         flat_json::scan(payload, |key, val| {
-            let k: usize = match key {
-                "iss" => 0,
-                "sub" => 1,
-                "jti" => 2,
-                "client_id" => 3,
-                "scope" => 4,
-                "aud" => 5,
-                "scp" => 6,
-                "exp" => 7,
-                "nbf" => 8,
-                "iat" => 9,
-                "single_use" => 10,
-                "cnf" => 11,
-                "act" => 12,
-                _ => return Some(()),
+            let Some(k) = claim_index(key) else {
+                return Some(());
             };
             // serde_json refuses a known field twice, even after a null.
             if seen & (1 << k) != 0 {
@@ -490,6 +519,44 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn every_known_claim_has_its_slot_and_nothing_else_has_one() {
+        let known = [
+            "iss",
+            "sub",
+            "jti",
+            "client_id",
+            "scope",
+            "aud",
+            "scp",
+            "exp",
+            "nbf",
+            "iat",
+            "single_use",
+            "cnf",
+            "act",
+        ];
+        for (slot, name) in known.iter().enumerate() {
+            assert_eq!(claim_index(name), Some(slot), "{name}");
+        }
+        for name in [
+            "",
+            "i",
+            "is",
+            "isx",
+            "ssi",
+            "Iss",
+            "iss ",
+            "ac",
+            "actx",
+            "scop",
+            "client_ix",
+            "single_use_",
+        ] {
+            assert_eq!(claim_index(name), None, "{name}");
+        }
+    }
+
     proptest::proptest! {
         /// The flat fast path builds exactly what serde_json builds, whenever it answers.
         #[test]
@@ -498,6 +565,8 @@ mod tests {
                 (proptest::sample::select(vec![
                     "iss", "sub", "jti", "client_id", "scope", "exp", "nbf", "iat", "aud", "scp",
                     "single_use", "cnf", "act", "other",
+                    // Near misses of the names above, which must be ignored like "other".
+                    "isx", "Iss", "is", "jtis", "scopes", "client_i", "single_usf", "cnd",
                 ]), value(), proptest::sample::select(vec!["", " ", "\n\t "])),
                 0..8,
             )

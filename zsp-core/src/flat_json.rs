@@ -90,8 +90,10 @@ fn quote_at(b: &[u8], from: usize) -> Option<usize> {
 }
 
 impl<'a> Cursor<'a> {
+    /// JSON whitespace; of its four bytes only the space gets past [`all_plain`], which
+    /// refuses control bytes (tab and line breaks included).
     fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+        while self.b.get(self.i) == Some(&b' ') {
             self.i += 1;
         }
     }
@@ -119,10 +121,17 @@ impl<'a> Cursor<'a> {
         if len == 0 || (rest[0] == b'0' && len > 1) || matches!(rest.get(len), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        let mut n: u64 = 0;
-        for &d in &rest[..len] {
-            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-        }
+        let digits = rest.get(..len)?;
+        let n = if len <= 19 {
+            // 19 digits cannot overflow: u64::MAX has 20.
+            digits.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'))
+        } else {
+            let mut n: u64 = 0;
+            for &d in digits {
+                n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            }
+            n
+        };
         self.i += len;
         Some(n)
     }
@@ -213,6 +222,17 @@ mod tests {
         assert_eq!(m[0].1, Value::Str("x y"));
         assert_eq!(m[1].1, Value::UInt(0));
         assert_eq!(m[2].1, Value::UInt(u64::MAX));
+        // Either side of the 19 digits that are parsed without overflow checks.
+        let n = |s: &'static str| members(s).map(|m| m[0].1);
+        assert_eq!(
+            n("{\"a\":9999999999999999999}"),
+            Some(Value::UInt(9_999_999_999_999_999_999))
+        );
+        assert_eq!(
+            n("{\"a\":10000000000000000000}"),
+            Some(Value::UInt(10_000_000_000_000_000_000))
+        );
+        assert_eq!(n("{\"a\":99999999999999999999}"), None);
         assert_eq!(m[5].1, Value::Null);
         assert_eq!(members("{}").unwrap().len(), 0);
     }
