@@ -41,6 +41,9 @@ pub enum KeyError {
 
 enum Material {
     Public(ParsedPublicKey),
+    /// A P-256 key: aws-lc-rs until the key has proved itself reused, then its own table.
+    #[cfg(feature = "p256-tables")]
+    Es256(ParsedPublicKey, crate::p256_comb::LazyTable),
     Hmac(Box<aws_lc_rs::hmac::Key>),
 }
 
@@ -146,8 +149,18 @@ impl VerifyingKey {
                 point.push(4);
                 point.extend_from_slice(&x);
                 point.extend_from_slice(&y);
-                let key = ParsedPublicKey::new(vk, point)
+                let key = ParsedPublicKey::new(vk, &point[..])
                     .map_err(|_| KeyError::Unusable("EC point not on curve"))?;
+                #[cfg(feature = "p256-tables")]
+                if implied == Algorithm::ES256
+                    && let Some(lazy) = crate::p256_comb::LazyTable::new(&point)
+                {
+                    return Ok(Self {
+                        kid: jwk.kid.as_deref().map(Arc::from),
+                        alg: implied,
+                        material: Arc::new(Material::Es256(key, lazy)),
+                    });
+                }
                 (implied, Material::Public(key))
             }
             "OKP" => {
@@ -230,6 +243,11 @@ impl VerifyingKey {
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         match &*self.material {
             Material::Public(k) => k.verify_sig(signing_input, signature).is_ok(),
+            #[cfg(feature = "p256-tables")]
+            Material::Es256(k, lazy) => match lazy.get() {
+                Some(table) => crate::p256_comb::verify(table, signing_input, signature),
+                None => k.verify_sig(signing_input, signature).is_ok(),
+            },
             // hmac::verify compares in constant time.
             Material::Hmac(k) => aws_lc_rs::hmac::verify(k, signing_input, signature).is_ok(),
         }
@@ -424,6 +442,43 @@ impl<T: KeySource> From<Arc<T>> for Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn es256_verdicts_do_not_change_when_the_key_gets_its_table() {
+        let issuer = crate::testing::TestIssuer::es256("https://iss");
+        let jwk: Jwk = serde_json::from_value(issuer.jwks()["keys"][0].clone()).unwrap();
+        let key = VerifyingKey::from_jwk(&jwk, None).unwrap();
+        assert_eq!(key.algorithm(), Algorithm::ES256);
+        let token = issuer.sign_raw(
+            &serde_json::json!({"alg": "ES256"}),
+            &serde_json::json!({"sub": "a"}),
+        );
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let sig = crate::b64::decode(sig).unwrap();
+        let mut bad = sig.clone();
+        bad[40] ^= 1;
+        // Well past the use count at which the table is built: the first uses go through
+        // aws-lc-rs, the later ones through the table, and every verdict stays the same.
+        for i in 0..200 {
+            assert!(
+                key.verify(input.as_bytes(), &sig),
+                "valid signature refused at use {i}"
+            );
+            assert!(
+                !key.verify(input.as_bytes(), &bad),
+                "bad signature accepted at use {i}"
+            );
+            assert!(
+                !key.verify(b"other.input", &sig),
+                "wrong input accepted at use {i}"
+            );
+        }
+        #[cfg(feature = "p256-tables")]
+        match &*key.material {
+            Material::Es256(_, lazy) => assert!(lazy.get().is_some(), "table never built"),
+            _ => panic!("ES256 key without a lazy table"),
+        }
+    }
 
     #[test]
     fn jwks_rejects_oct_and_private_keys() {

@@ -54,6 +54,8 @@ mod header_memo;
 pub mod jwks;
 pub mod keys;
 pub mod mint;
+#[cfg(feature = "p256-tables")]
+mod p256_comb;
 pub mod policy;
 #[cfg(feature = "redis")]
 pub mod redis;
