@@ -540,6 +540,71 @@ pub fn policy_file(data: &[u8]) -> bool {
 pub type Target = fn(&[u8]) -> bool;
 
 /// Every target by its directory name under `fuzz/corpus/`.
+struct Es256 {
+    signer: aws_lc_rs::signature::EcdsaKeyPair,
+    key: zsp_core::VerifyingKey,
+    aws: aws_lc_rs::signature::ParsedPublicKey,
+}
+
+fn es256_state() -> &'static Es256 {
+    use aws_lc_rs::signature::{self as sig, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    static S: OnceLock<Es256> = OnceLock::new();
+    S.get_or_init(|| {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let signer = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let public = signer.public_key().as_ref().to_vec();
+        let jwk: zsp_core::keys::Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "EC", "crv": "P-256",
+            "x": zsp_core::b64::encode(&public[1..33]),
+            "y": zsp_core::b64::encode(&public[33..65]),
+        }))
+        .unwrap();
+        let key = zsp_core::VerifyingKey::from_jwk(&jwk, None).unwrap();
+        // Use the key until it has its precomputed table (zsp-core builds it after 32 uses),
+        // so that what follows exercises the table, not aws-lc-rs.
+        let msg = b"warm-up";
+        let good = signer.sign(&rng, msg).unwrap();
+        for _ in 0..64 {
+            assert!(key.verify(msg, good.as_ref()));
+        }
+        let aws = sig::ParsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, public).unwrap();
+        Es256 { signer, key, aws }
+    })
+}
+
+/// ES256 through a key with its precomputed table (`p256_comb`) against aws-lc-rs on the same
+/// key: the verdicts must agree for every input. Layout: mode byte, 64 signature bytes, the
+/// message. Mode bit 0 set: the 64 bytes are XORed onto a real signature of the message, so
+/// the fuzzer explores signatures near valid ones (all zeros give the valid signature itself);
+/// clear: the bytes are the signature as they are. Returns the verdict.
+pub fn es256_table(data: &[u8]) -> bool {
+    let st = es256_state();
+    let Some((&mode, rest)) = data.split_first() else {
+        return false;
+    };
+    if rest.len() < 64 {
+        return false;
+    }
+    let (bytes, msg) = rest.split_at(64);
+    let signature: Vec<u8> = if mode & 1 == 1 {
+        let real = st
+            .signer
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), msg)
+            .unwrap();
+        real.as_ref().iter().zip(bytes).map(|(a, b)| a ^ b).collect()
+    } else {
+        bytes.to_vec()
+    };
+    let ours = st.key.verify(msg, &signature);
+    let theirs = st.aws.verify_sig(msg, &signature).is_ok();
+    assert_eq!(
+        ours, theirs,
+        "ES256 verdicts differ between the table and aws-lc-rs"
+    );
+    ours
+}
+
 pub const TARGETS: &[(&str, Target)] = &[
     ("jws", jws),
     ("jwks", jwks),
@@ -547,4 +612,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("token_response", token_response),
     ("authorization", authorization),
     ("policy", policy_file),
+    ("es256_table", es256_table),
 ];

@@ -144,3 +144,15 @@ scopes = ["billing:charge"]
 exchange_audience = "orders-api"
 ''')
 write("policy", "deny_broker_bad", b'issuer = ""\nmax_ttl_secs = 0\n[[clients]]\nid = ""\n')
+
+# es256_table: mode byte (bit 0: XOR onto a real signature of the message), 64 bytes, message.
+N = bytes.fromhex("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551")
+m = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0"
+write("es256_table", "valid_real_signature", b"\x01" + bytes(64) + m)
+write("es256_table", "valid_real_signature_empty_message", b"\x01" + bytes(64))
+write("es256_table", "deny_one_bit_in_s", b"\x01" + bytes(63) + b"\x01" + m)
+write("es256_table", "deny_one_bit_in_r", b"\x01" + b"\x80" + bytes(63) + m)
+write("es256_table", "deny_zero_signature", b"\x00" + bytes(64) + m)
+write("es256_table", "deny_r_and_s_equal_n", b"\x00" + N + N + m)
+write("es256_table", "deny_all_ones", b"\x00" + b"\xff" * 64 + m)
+write("es256_table", "short_input", b"\x01" + bytes(10))

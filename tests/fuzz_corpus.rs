@@ -69,6 +69,11 @@ fn corpus_policy() {
 }
 
 #[test]
+fn corpus_es256_table() {
+    run("es256_table");
+}
+
+#[test]
 fn every_corpus_directory_has_a_test() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     for entry in std::fs::read_dir(dir).unwrap() {
