@@ -49,8 +49,10 @@ const P: U256 = U256::from_be_hex("ffffffff00000001000000000000000000000000fffff
 /// The group order `n`.
 const N: U256 = U256::from_be_hex("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
 
-/// A point in affine coordinates, never the point at infinity.
+/// A point in affine coordinates, never the point at infinity. One cache line each: a table
+/// entry read is one line fetched, not two.
 #[derive(Clone, Copy)]
+#[repr(align(64))]
 struct Affine {
     x: FieldElement,
     y: FieldElement,
@@ -189,8 +191,9 @@ impl Table {
         })
     }
 
-    /// `acc + k·P` for the big-endian scalar `k` below `n`.
-    fn add_multiple(&self, acc: &mut Point, k: &[u8; 32]) {
+    /// Appends to `picks` the entries, signs applied, whose sum is `k·P` for the big-endian
+    /// scalar `k` below `n`: at most 33.
+    fn pick(&self, k: &[u8; 32], picks: &mut Picks) {
         // Signed bytes: a byte above 128 becomes (byte − 256) and carries one into the next
         // position, so only 128 magnitudes need a table entry and negation is free.
         let mut carry = 0u16;
@@ -200,17 +203,56 @@ impl Table {
             let magnitude = if negative { 256 - v } else { v };
             carry = u16::from(negative);
             if magnitude != 0 {
-                let e = &self.entries[i * DIGITS + usize::from(magnitude) - 1];
-                *acc = if negative {
-                    acc.add_affine(&e.x, &-e.y)
-                } else {
-                    acc.add_affine(&e.x, &e.y)
-                };
+                let e = self.entries[i * DIGITS + usize::from(magnitude) - 1];
+                picks.push(if negative { Affine { x: e.x, y: -e.y } } else { e });
             }
         }
         if carry != 0 {
-            *acc = acc.add_affine(&self.top.x, &self.top.y);
+            picks.push(self.top);
         }
+    }
+
+    /// `acc + k·P` for the big-endian scalar `k` below `n`.
+    #[cfg(test)]
+    fn add_multiple(&self, acc: &mut Point, k: &[u8; 32]) {
+        let mut picks = Picks::new();
+        self.pick(k, &mut picks);
+        *acc = picks.sum_onto(*acc);
+    }
+}
+
+/// The table entries a verification adds up, copied out of the tables before any arithmetic:
+/// the copies' cache misses then overlap each other, instead of each stalling an addition (the
+/// tables are 512 KiB, which the HTTP stack around a verification evicts from the caches).
+struct Picks {
+    entries: [Affine; 2 * (WINDOWS + 1)],
+    len: usize,
+}
+
+impl Picks {
+    fn new() -> Picks {
+        Picks {
+            entries: [Affine {
+                x: FieldElement::ZERO,
+                y: FieldElement::ZERO,
+            }; 2 * (WINDOWS + 1)],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, a: Affine) {
+        // Two scalars of at most 33 entries each always fit; were one ever dropped, the sum
+        // would be wrong and the signature refused, never accepted.
+        if let Some(slot) = self.entries.get_mut(self.len) {
+            *slot = a;
+            self.len += 1;
+        }
+    }
+
+    fn sum_onto(&self, acc: Point) -> Point {
+        self.entries[..self.len]
+            .iter()
+            .fold(acc, |acc, e| acc.add_affine(&e.x, &e.y))
     }
 }
 
@@ -330,10 +372,12 @@ pub(crate) fn verify(q: &Table, message: &[u8], signature: &[u8]) -> bool {
     let Some(g) = generator() else {
         return false;
     };
-    let mut acc = Point::IDENTITY;
-    g.add_multiple(&mut acc, &u1);
-    q.add_multiple(&mut acc, &u2);
-    acc.x_is(&U256::from_be_slice(r_bytes))
+    let mut picks = Picks::new();
+    g.pick(&u1, &mut picks);
+    q.pick(&u2, &mut picks);
+    picks
+        .sum_onto(Point::IDENTITY)
+        .x_is(&U256::from_be_slice(r_bytes))
 }
 
 /// The scalar a 32-byte big-endian string encodes, if below `n`.
@@ -621,6 +665,24 @@ mod tests {
         assert!(verify(lazy.get().unwrap(), msg, &s.sign(msg)));
         // Not an uncompressed SEC1 point: no lazy table at all.
         assert!(LazyTable::new(&[4; 33]).is_none());
+    }
+
+    /// Not a check: prints what a table costs to build, for BENCHMARKS.md
+    /// (`cargo test --release -p zsp-core --lib -- --ignored table_build_cost --nocapture`).
+    #[test]
+    #[ignore]
+    fn table_build_cost() {
+        let s = signer();
+        let q = point_of(s.kp.public_key().as_ref());
+        let _ = generator();
+        let start = std::time::Instant::now();
+        let n = 20u32;
+        for _ in 0..n {
+            std::hint::black_box(Table::new(&q));
+        }
+        let per = start.elapsed() / n;
+        let bytes = std::mem::size_of::<Affine>() * (WINDOWS * DIGITS + 1);
+        println!("table build: {per:?} per key, {} KiB per table", bytes / 1024);
     }
 
     #[test]
