@@ -7,7 +7,7 @@
 //! of `d·256^i·Q` for every byte position `i` and signed byte `d`, both multiplications become
 //! 32 table additions each and no doublings. On the benchmark hosts this halves the cost of an
 //! ES256 verify (BENCHMARKS.md). A table takes 256 KiB per key and about as long to build as
-//! fifty verifications, so it is built only for a key that has verified [`BUILD_AFTER`] tokens.
+//! forty verifications, so it is built only for a key that has verified [`BUILD_AFTER`] tokens.
 //!
 //! What is ours and what is not: the field and scalar arithmetic (Montgomery form, inversion,
 //! reduction of the digest) and the check that a key's point is on the curve are the `p256`
@@ -174,7 +174,7 @@ impl Table {
             }
             let first = entries.len();
             normalize_into(&window, &mut entries)?;
-            // 128·base doubled (the formula is complete, so P + P is fine) is the next
+            // 128·base doubled (`add_affine` takes its doubling branch for P + P) is the next
             // position's base, 256·base.
             let last = entries.get(first + DIGITS - 1)?;
             let next = Point {
@@ -307,7 +307,7 @@ fn generator() -> Option<&'static Table> {
 }
 
 /// How many verifications a key serves through aws-lc-rs before its table is built: a table costs
-/// about as much as fifty verifications, so keys seen once (a DPoP proof's, a test's) never pay.
+/// about as much as forty verifications, so keys seen once (a DPoP proof's, a test's) never pay.
 const BUILD_AFTER: u32 = 32;
 
 /// A P-256 public key whose table is built once the key has shown it is reused.
