@@ -114,6 +114,18 @@ impl VerifyingKey {
     /// Builds a key from a JWK, pinned to the JWK's `alg`, or when absent to the algorithm its
     /// curve implies, or for RSA to `rsa_default` (the policy's choice).
     pub fn from_jwk(jwk: &Jwk, rsa_default: Option<Algorithm>) -> Result<Self, KeyError> {
+        Self::from_jwk_with(jwk, rsa_default, true)
+    }
+
+    /// [`VerifyingKey::from_jwk`] for a key that arrives with the request it verifies (a DPoP
+    /// proof's): never given a precomputed table, which would cost a client that sends bursts
+    /// of a few dozen proofs between other clients' a table build per burst.
+    pub(crate) fn from_request_jwk(jwk: &Jwk, rsa_default: Option<Algorithm>) -> Result<Self, KeyError> {
+        Self::from_jwk_with(jwk, rsa_default, false)
+    }
+
+    #[cfg_attr(not(feature = "p256-tables"), allow(unused_variables))]
+    fn from_jwk_with(jwk: &Jwk, rsa_default: Option<Algorithm>, tables: bool) -> Result<Self, KeyError> {
         if jwk.d.is_some() || jwk.k.is_some() {
             return Err(KeyError::Unusable("private or symmetric key material in a JWKS"));
         }
@@ -152,7 +164,8 @@ impl VerifyingKey {
                 let key = ParsedPublicKey::new(vk, &point[..])
                     .map_err(|_| KeyError::Unusable("EC point not on curve"))?;
                 #[cfg(feature = "p256-tables")]
-                if implied == Algorithm::ES256
+                if tables
+                    && implied == Algorithm::ES256
                     && let Some(lazy) = crate::p256_comb::LazyTable::new(&point)
                 {
                     return Ok(Self {
@@ -478,6 +491,12 @@ mod tests {
             Material::Es256(_, lazy) => assert!(lazy.get().is_some(), "table never built"),
             _ => panic!("ES256 key without a lazy table"),
         }
+        // A key that came with its request (a DPoP proof's) never gets a table.
+        let request_key = VerifyingKey::from_request_jwk(&jwk, None).unwrap();
+        for _ in 0..100 {
+            assert!(request_key.verify(input.as_bytes(), &sig));
+        }
+        assert!(matches!(&*request_key.material, Material::Public(_)));
     }
 
     #[test]

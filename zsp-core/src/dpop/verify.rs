@@ -319,7 +319,7 @@ fn proof_key(inner: &Inner, h64: &str) -> Result<ProofKey, Denial> {
     let jkt = jwk_thumbprint(jwk_value).map_err(|_| invalid("unusable jwk"))?;
     let jwk = Jwk::deserialize(jwk_value).map_err(|_| invalid("unusable jwk"))?;
     let rsa_default = is_rsa(alg).then_some(alg);
-    let key = VerifyingKey::from_jwk(&jwk, rsa_default).map_err(|_| invalid("unusable jwk"))?;
+    let key = VerifyingKey::from_request_jwk(&jwk, rsa_default).map_err(|_| invalid("unusable jwk"))?;
     if key.algorithm() != alg {
         return Err(invalid("alg does not match jwk"));
     }
