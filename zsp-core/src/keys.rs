@@ -164,17 +164,16 @@ impl VerifyingKey {
                 let key = ParsedPublicKey::new(vk, &point[..])
                     .map_err(|_| KeyError::Unusable("EC point not on curve"))?;
                 #[cfg(feature = "p256-tables")]
-                if tables
-                    && implied == Algorithm::ES256
-                    && let Some(lazy) = crate::p256_comb::LazyTable::new(&point)
+                let material = match (tables && implied == Algorithm::ES256)
+                    .then(|| crate::p256_comb::LazyTable::new(&point))
+                    .flatten()
                 {
-                    return Ok(Self {
-                        kid: jwk.kid.as_deref().map(Arc::from),
-                        alg: implied,
-                        material: Arc::new(Material::Es256(key, lazy)),
-                    });
-                }
-                (implied, Material::Public(key))
+                    Some(lazy) => Material::Es256(key, lazy),
+                    None => Material::Public(key),
+                };
+                #[cfg(not(feature = "p256-tables"))]
+                let material = Material::Public(key);
+                (implied, material)
             }
             "OKP" => {
                 if jwk.crv.as_deref() != Some("Ed25519") {
