@@ -456,6 +456,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn es256_verdicts_hold_while_threads_race_through_the_table_build() {
+        let issuer = crate::testing::TestIssuer::es256("https://iss");
+        let jwk: Jwk = serde_json::from_value(issuer.jwks()["keys"][0].clone()).unwrap();
+        let key = VerifyingKey::from_jwk(&jwk, None).unwrap();
+        let token = issuer.sign_raw(
+            &serde_json::json!({"alg": "ES256"}),
+            &serde_json::json!({"sub": "a"}),
+        );
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let sig = crate::b64::decode(sig).unwrap();
+        let mut bad = sig.clone();
+        bad[5] ^= 0x40;
+        // Four threads cross the build threshold together: one builds, the others go on
+        // through aws-lc-rs meanwhile, and no verdict changes on either path.
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..40 {
+                        assert!(key.verify(input.as_bytes(), &sig));
+                        assert!(!key.verify(input.as_bytes(), &bad));
+                    }
+                });
+            }
+        });
+        #[cfg(feature = "p256-tables")]
+        match &*key.material {
+            Material::Es256(_, lazy) => assert!(lazy.get().is_some(), "table never built"),
+            _ => panic!("ES256 key without a lazy table"),
+        }
+    }
+
+    #[test]
     fn es256_verdicts_do_not_change_when_the_key_gets_its_table() {
         let issuer = crate::testing::TestIssuer::es256("https://iss");
         let jwk: Jwk = serde_json::from_value(issuer.jwks()["keys"][0].clone()).unwrap();
