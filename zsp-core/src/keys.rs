@@ -455,8 +455,8 @@ impl<T: KeySource> From<Arc<T>> for Keys {
 mod tests {
     use super::*;
 
-    #[test]
-    fn es256_verdicts_hold_while_threads_race_through_the_table_build() {
+    /// An ES256 key from a test issuer's JWKS, the JWK, and a signing input with its signature.
+    fn es256_case() -> (VerifyingKey, Jwk, String, Vec<u8>) {
         let issuer = crate::testing::TestIssuer::es256("https://iss");
         let jwk: Jwk = serde_json::from_value(issuer.jwks()["keys"][0].clone()).unwrap();
         let key = VerifyingKey::from_jwk(&jwk, None).unwrap();
@@ -466,6 +466,12 @@ mod tests {
         );
         let (input, sig) = token.rsplit_once('.').unwrap();
         let sig = crate::b64::decode(sig).unwrap();
+        (key, jwk, input.to_owned(), sig)
+    }
+
+    #[test]
+    fn es256_verdicts_hold_while_threads_race_through_the_table_build() {
+        let (key, _, input, sig) = es256_case();
         let mut bad = sig.clone();
         bad[5] ^= 0x40;
         // Four threads cross the build threshold together: one builds, the others go on
@@ -489,16 +495,8 @@ mod tests {
 
     #[test]
     fn es256_verdicts_do_not_change_when_the_key_gets_its_table() {
-        let issuer = crate::testing::TestIssuer::es256("https://iss");
-        let jwk: Jwk = serde_json::from_value(issuer.jwks()["keys"][0].clone()).unwrap();
-        let key = VerifyingKey::from_jwk(&jwk, None).unwrap();
+        let (key, jwk, input, sig) = es256_case();
         assert_eq!(key.algorithm(), Algorithm::ES256);
-        let token = issuer.sign_raw(
-            &serde_json::json!({"alg": "ES256"}),
-            &serde_json::json!({"sub": "a"}),
-        );
-        let (input, sig) = token.rsplit_once('.').unwrap();
-        let sig = crate::b64::decode(sig).unwrap();
         let mut bad = sig.clone();
         bad[40] ^= 1;
         // Well past the use count at which the table is built: the first uses go through
