@@ -172,18 +172,9 @@ impl Table {
             for d in 1..DIGITS {
                 window[d] = window[d - 1].add_affine(&base.x, &base.y);
             }
-            let first = entries.len();
             normalize_into(&window, &mut entries)?;
-            // 128·base doubled (`add_affine` takes its doubling branch for P + P) is the next
-            // position's base, 256·base.
-            let last = entries.get(first + DIGITS - 1)?;
-            let next = Point {
-                x: last.x,
-                y: last.y,
-                z: FieldElement::ONE,
-            }
-            .add_affine(&last.x, &last.y);
-            base = normalize(&next)?;
+            // 128·base doubled is the next position's base, 256·base.
+            base = normalize(&window[DIGITS - 1].double())?;
         }
         Some(Table {
             entries: entries.into_boxed_slice(),
