@@ -452,6 +452,50 @@ async fn source_cidrs_from_connection_and_client_rule() {
     assert_problem(get("/orders/1", far).await.unwrap(), 403).await;
 }
 
+/// The client address is looked up only for a policy with a source rule: it decides nothing
+/// otherwise, and the lookup would cost every request.
+#[tokio::test]
+async fn client_address_looked_up_only_with_source_rules() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let issuer = TestIssuer::es256(ISS);
+    let open = Policy::builder()
+        .issuer(ISS)
+        .audience(AUD)
+        .route(RouteRule::get("/orders/{id}").all_of(["orders:read"]))
+        .build()
+        .unwrap();
+    let http = reqwest::Client::new();
+    for (policy, fenced) in [(open, false), (policy(), true)] {
+        let lookups = Arc::new(AtomicUsize::new(0));
+        let counted = lookups.clone();
+        let layer = VerifyLayer::new(Verifier::builder(policy, issuer.key_set()).build()).client_ip_from(
+            move |ext: &http::Extensions| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                ext.get::<axum::extract::ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip())
+            },
+        );
+        let base = serve(app(layer)).await;
+        let token = issuer
+            .token(AUD, &["orders:read"])
+            .subject("svc-a")
+            .mint()
+            .unwrap();
+        let resp = http
+            .get(format!("{base}/orders/1"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            lookups.load(Ordering::SeqCst),
+            usize::from(fenced),
+            "fenced: {fenced}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn trusted_proxy_header_rightmost_entry() {
     let e = env();

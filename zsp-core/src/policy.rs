@@ -428,6 +428,9 @@ pub struct Policy {
     pub(crate) default_route: Option<RouteRule>,
     pub(crate) realm: Option<String>,
     pub(crate) client_cidrs: Vec<(String, Vec<Cidr>)>,
+    /// Whether any rule limits source addresses: without one, a request's address is never
+    /// looked up.
+    pub(crate) source_rules: bool,
 }
 
 impl Policy {
@@ -470,6 +473,22 @@ impl Policy {
     /// The realm sent in challenges, if any.
     pub fn realm(&self) -> Option<&str> {
         self.realm.as_deref()
+    }
+    /// Whether any route or client is limited to source networks: only then does a request's
+    /// client address ([`crate::RequestFacts::client_ip`]) take part in a decision.
+    ///
+    /// ```
+    /// use zsp_core::{Policy, RouteRule};
+    /// let open = Policy::builder().issuer("https://broker").audience("api")
+    ///     .route(RouteRule::get("/a").all_of(["a:read"])).build().unwrap();
+    /// assert!(!open.uses_source_addresses());
+    /// let fenced = Policy::builder().issuer("https://broker").audience("api")
+    ///     .route(RouteRule::get("/a").all_of(["a:read"]).from_cidrs(["10.0.0.0/8"]))
+    ///     .build().unwrap();
+    /// assert!(fenced.uses_source_addresses());
+    /// ```
+    pub fn uses_source_addresses(&self) -> bool {
+        self.source_rules
     }
     /// The source networks a client (by `client_id`) is limited to, if any.
     pub fn client_cidrs(&self, client_id: &str) -> Option<&[Cidr]> {
@@ -642,6 +661,12 @@ impl PolicyBuilder {
         for r in self.routes.iter().chain(self.default_route.iter()) {
             r.validate()?;
         }
+        let source_rules = !client_cidrs.is_empty()
+            || self
+                .routes
+                .iter()
+                .chain(self.default_route.iter())
+                .any(|r| !r.source_cidrs().is_empty());
         Ok(Policy {
             issuers: self.issuers,
             audience,
@@ -655,6 +680,7 @@ impl PolicyBuilder {
             default_route: self.default_route,
             realm: self.realm,
             client_cidrs,
+            source_rules,
         })
     }
 }
@@ -927,6 +953,31 @@ mod tests {
             serde_json::from_str(r#"{"issuers":["i"],"audience":"a","client_cidrs":{"svc":["10.0.0.0/8"]}}"#)
                 .unwrap();
         assert!(cfg.build().unwrap().client_cidrs("svc").is_some());
+    }
+
+    #[test]
+    fn source_rules_are_known_to_the_policy() {
+        assert!(!base().build().unwrap().uses_source_addresses());
+        assert!(
+            base()
+                .client_from_cidrs("svc", ["10.0.0.0/8"])
+                .build()
+                .unwrap()
+                .uses_source_addresses()
+        );
+        // A client allowed from nowhere is still a source rule (every request of it is denied).
+        let none: [&str; 0] = [];
+        assert!(
+            base()
+                .client_from_cidrs("svc", none)
+                .build()
+                .unwrap()
+                .uses_source_addresses()
+        );
+        let fenced_default = base().default_route(RouteRule::any("/{*rest}").from_cidrs(["::1/128"]));
+        assert!(fenced_default.build().unwrap().uses_source_addresses());
+        let open_default = base().default_route(RouteRule::any("/{*rest}"));
+        assert!(!open_default.build().unwrap().uses_source_addresses());
     }
 
     #[test]

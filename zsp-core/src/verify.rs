@@ -643,9 +643,7 @@ impl Verifier {
         let rule = rule.ok_or(Denial::RouteNotAllowed)?;
         seen.route = Some(rule.template_arc());
         if !rule.scopes().is_satisfied_with(|s| parsed.has_scope(s)) {
-            return Err(Denial::InsufficientScope {
-                required: rule.scopes().to_challenge(),
-            });
+            return Err(insufficient_scope(rule));
         }
         if !rule.source_cidrs().is_empty() {
             let ok = req
@@ -655,7 +653,12 @@ impl Verifier {
                 return Err(Denial::SourceNotAllowed);
             }
         }
-        if let Some(cidrs) = parsed.text(&f.client_id).and_then(|c| p.client_cidrs(c)) {
+        if let Some(cidrs) = p
+            .source_rules
+            .then(|| parsed.text(&f.client_id))
+            .flatten()
+            .and_then(|c| p.client_cidrs(c))
+        {
             let ok = req
                 .client_ip
                 .is_some_and(|ip| cidrs.iter().any(|c| c.contains(ip)));
@@ -775,7 +778,9 @@ impl Verifier {
 
     /// Everything about the token itself, cheapest first: shape, header, key, claims, and
     /// last the signature, up to the point where it would have to wait for keys (an unknown
-    /// kid with dynamic keys).
+    /// kid with dynamic keys). Never inlined into [`Self::front`]: a signature-cache hit then
+    /// runs through compact code, and a miss pays one call beside its signature check.
+    #[inline(never)]
     fn check_token_now(
         &self,
         token: &str,
@@ -1029,6 +1034,16 @@ fn check_typ(typ: Option<&str>, require_at_jwt: bool) -> Result<(), Denial> {
         Some(t) if t.eq_ignore_ascii_case("jwt") || t.eq_ignore_ascii_case("application/jwt") => Ok(()),
         // Anything else (dpop+jwt, logout+jwt, …) is another kind of JWT: never an access token.
         Some(_) => Err(Denial::TypMismatch),
+    }
+}
+
+/// Out of line: the challenge is built only for a denial, and kept out of `admit` it leaves
+/// the allowed path's code compact.
+#[cold]
+#[inline(never)]
+fn insufficient_scope(rule: &RouteRule) -> Denial {
+    Denial::InsufficientScope {
+        required: rule.scopes().to_challenge(),
     }
 }
 

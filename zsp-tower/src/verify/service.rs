@@ -298,8 +298,14 @@ impl Config {
     }
 
     fn facts<'r, B>(&self, req: &'r Request<B>) -> RequestFacts<'r> {
-        RequestFacts::new(req.method(), req.uri().path())
-            .client_ip(self.client_ip(req.headers(), req.extensions()))
+        let facts = RequestFacts::new(req.method(), req.uri().path());
+        // The address decides nothing without a source rule: not looked up then (two
+        // extension lookups, or a header parse, per request).
+        if self.verifier.policy().uses_source_addresses() {
+            facts.client_ip(self.client_ip(req.headers(), req.extensions()))
+        } else {
+            facts
+        }
     }
 }
 
@@ -367,32 +373,50 @@ where
                 ResponseFuture::inner(self.inner.call(req), span)
             }
             Ok(Outcome::Deny(denial, scheme)) => ResponseFuture::denied(config.deny(&denial, scheme)),
-            Err(unfinished) => {
-                // A store or a key refresh to wait for: the instance that was polled ready
-                // serves the request later; a fresh clone takes its place.
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                let config = config.clone();
-                let fut = async move {
-                    let verdict = {
-                        let facts = config.facts(&req);
-                        config.verifier.finish(unfinished, &facts, not_bound).await
-                    };
-                    match verdict {
-                        Ok(grant) => {
-                            req.extensions_mut().insert(grant);
-                            inner.call(req).await
-                        }
-                        Err(denial) => Ok(config.deny(&denial, Some(TokenScheme::Bearer))),
-                    }
-                };
-                ResponseFuture::waiting(Box::pin(fut.instrument(span)))
-            }
+            Err(unfinished) => self.call_unfinished(req, unfinished, span),
         }
     }
 }
 
 impl<S> VerifyService<S> {
+    /// A request [`Verifier::verify_now`](zsp_core::Verifier::verify_now) left for a store
+    /// or a key refresh. Its own function, not inlined: the future it builds is large, and
+    /// kept out of `call` it leaves the decided path's code compact (under load, every line of
+    /// it is fetched again on each request).
+    #[inline(never)]
+    fn call_unfinished<ReqBody, ResBody>(
+        &mut self,
+        mut req: Request<ReqBody>,
+        unfinished: zsp_core::Unfinished,
+        span: tracing::Span,
+    ) -> ResponseFuture<S::Future, ResBody, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        ReqBody: Send + 'static,
+        ResBody: From<Bytes> + Send + 'static,
+    {
+        // The instance that was polled ready serves the request later; a fresh clone takes
+        // its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = self.config.clone();
+        let fut = async move {
+            let verdict = {
+                let facts = config.facts(&req);
+                config.verifier.finish(unfinished, &facts, not_bound).await
+            };
+            match verdict {
+                Ok(grant) => {
+                    req.extensions_mut().insert(grant);
+                    inner.call(req).await
+                }
+                Err(denial) => Ok(config.deny(&denial, Some(TokenScheme::Bearer))),
+            }
+        };
+        ResponseFuture::waiting(Box::pin(fut.instrument(span)))
+    }
+
     /// The whole request as one boxed future: the path with a DPoP verifier, whose proof
     /// check may wait.
     fn call_waiting<ReqBody, ResBody>(
