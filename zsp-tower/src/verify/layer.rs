@@ -99,7 +99,8 @@ impl VerifyLayer {
     }
 
     /// How to find the connection's peer address in the request extensions, for source CIDR
-    /// rules. The default reads a `SocketAddr` or `IpAddr` extension.
+    /// rules. The default reads a `SocketAddr` or `IpAddr` extension. Called only when the
+    /// policy has a source rule ([`zsp_core::Policy::uses_source_addresses`]).
     pub fn client_ip_from<F>(self, f: F) -> Self
     where
         F: Fn(&http::Extensions) -> Option<IpAddr> + Send + Sync + 'static,

@@ -115,7 +115,8 @@
 //! connection — a `SocketAddr` in the request extensions by default, axum's `ConnectInfo`
 //! through `zsp_axum::extract::verify_layer` or [`VerifyLayer::client_ip_from`] — or, only when
 //! configured with [`VerifyLayer::trusted_proxy_header`], from the right-most entry of that
-//! header. Tokens carry no address claim.
+//! header. Tokens carry no address claim. The address is looked up only when the policy has a
+//! source rule ([`zsp_core::Policy::uses_source_addresses`]); otherwise it decides nothing.
 //!
 //! **Audit.** Every decision emits one event on target `zsp::audit` (the verifier's, or one for
 //! denials before a token exists, or an `anonymous` allow), inside a `zsp.verify` span per
