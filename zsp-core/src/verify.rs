@@ -891,7 +891,7 @@ impl Verifier {
             let c = match Checked::parse_flat(&payload) {
                 Some(c) => c,
                 None => {
-                    view = serde_json::from_str(&payload).map_err(|_| Denial::Malformed("payload JSON"))?;
+                    view = claims_by_serde(&payload)?;
                     view.checked()
                 }
             };
@@ -1035,6 +1035,15 @@ fn check_typ(typ: Option<&str>, require_at_jwt: bool) -> Result<(), Denial> {
         // Anything else (dpop+jwt, logout+jwt, …) is another kind of JWT: never an access token.
         Some(_) => Err(Denial::TypMismatch),
     }
+}
+
+/// Claims the flat scanner does not take (nested `cnf` or `act`, lists, escapes), through
+/// serde_json. Out of line: it is the rare path, and serde's code kept out of the caller
+/// leaves the common path's code compact.
+#[cold]
+#[inline(never)]
+fn claims_by_serde(payload: &str) -> Result<ClaimsView<'_>, Denial> {
+    serde_json::from_str(payload).map_err(|_| Denial::Malformed("payload JSON"))
 }
 
 /// Out of line: the challenge is built only for a denial, and kept out of `admit` it leaves
