@@ -378,6 +378,15 @@ where
     }
 }
 
+impl<S: Clone> VerifyService<S> {
+    /// The inner service that was polled ready, for a request served later from a future; a
+    /// fresh clone takes its place (tower's rule: only a service that said ready may be called).
+    fn take_ready(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+}
+
 impl<S> VerifyService<S> {
     /// A request [`Verifier::verify_now`](zsp_core::Verifier::verify_now) left for a store
     /// or a key refresh. Its own function, not inlined: the future it builds is large, and
@@ -396,10 +405,7 @@ impl<S> VerifyService<S> {
         ReqBody: Send + 'static,
         ResBody: From<Bytes> + Send + 'static,
     {
-        // The instance that was polled ready serves the request later; a fresh clone takes
-        // its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = self.take_ready();
         let config = self.config.clone();
         let fut = async move {
             let verdict = {
@@ -430,9 +436,7 @@ impl<S> VerifyService<S> {
         ReqBody: Send + 'static,
         ResBody: From<Bytes> + Send + 'static,
     {
-        // The instance that was polled ready serves this request; a fresh clone takes its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = self.take_ready();
         let config = self.config.clone();
         let fut = async move {
             let verifier = &config.verifier;
