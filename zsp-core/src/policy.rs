@@ -479,13 +479,16 @@ impl Policy {
     ///
     /// ```
     /// use zsp_core::{Policy, RouteRule};
+    /// # fn main() -> Result<(), zsp_core::PolicyError> {
     /// let open = Policy::builder().issuer("https://broker").audience("api")
-    ///     .route(RouteRule::get("/a").all_of(["a:read"])).build().unwrap();
+    ///     .route(RouteRule::get("/a").all_of(["a:read"])).build()?;
     /// assert!(!open.uses_source_addresses());
     /// let fenced = Policy::builder().issuer("https://broker").audience("api")
     ///     .route(RouteRule::get("/a").all_of(["a:read"]).from_cidrs(["10.0.0.0/8"]))
-    ///     .build().unwrap();
+    ///     .build()?;
     /// assert!(fenced.uses_source_addresses());
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn uses_source_addresses(&self) -> bool {
         self.source_rules
