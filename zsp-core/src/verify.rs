@@ -653,11 +653,8 @@ impl Verifier {
                 return Err(Denial::SourceNotAllowed);
             }
         }
-        if let Some(cidrs) = p
-            .source_rules
-            .then(|| parsed.text(&f.client_id))
-            .flatten()
-            .and_then(|c| p.client_cidrs(c))
+        if !p.client_cidrs.is_empty()
+            && let Some(cidrs) = parsed.text(&f.client_id).and_then(|c| p.client_cidrs(c))
         {
             let ok = req
                 .client_ip

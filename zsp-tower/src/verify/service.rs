@@ -378,16 +378,17 @@ where
     }
 }
 
-impl<S: Clone> VerifyService<S> {
+impl<S> VerifyService<S> {
     /// The inner service that was polled ready, for a request served later from a future; a
     /// fresh clone takes its place (tower's rule: only a service that said ready may be called).
-    fn take_ready(&mut self) -> S {
+    fn take_ready(&mut self) -> S
+    where
+        S: Clone,
+    {
         let clone = self.inner.clone();
         std::mem::replace(&mut self.inner, clone)
     }
-}
 
-impl<S> VerifyService<S> {
     /// A request [`Verifier::verify_now`](zsp_core::Verifier::verify_now) left for a store
     /// or a key refresh. Its own function, not inlined: the future it builds is large, and
     /// kept out of `call` it leaves the decided path's code compact (under load, every line of
