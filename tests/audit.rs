@@ -1,5 +1,6 @@
-//! Every decision of the inbound layer emits one `zsp::audit` event inside its request span,
-//! routed to its own sink by target, and never carries the token.
+//! Every decision of the inbound layer emits one `zsp::audit` event inside its request span
+//! (when `zsp::verify` is enabled at DEBUG), routed to its own sink by target, and never
+//! carries the token.
 //!
 //! This test lives in its own binary on purpose: it installs a thread-scoped subscriber, and
 //! tracing caches per-callsite interest process-wide, so a test running concurrently in the
@@ -36,21 +37,28 @@ impl<'a> fmt::MakeWriter<'a> for Capture {
     }
 }
 
-#[tokio::test]
-async fn every_decision_is_audited_in_a_span_without_the_token() {
-    let capture = Capture::default();
-    // Audit events routed to their own sink by target, as the module docs describe.
-    let subscriber = tracing_subscriber::registry().with(
+/// A `fmt` layer for the audit target only, plus `zsp::verify` at `verify_level`.
+fn audit_subscriber(
+    capture: &Capture,
+    verify_level: tracing::Level,
+) -> impl tracing::Subscriber + Send + Sync {
+    tracing_subscriber::registry().with(
         fmt::layer()
             .with_writer(capture.clone())
             .with_ansi(false)
             .with_filter(
                 Targets::new()
                     .with_target("zsp::audit", tracing::Level::INFO)
-                    .with_target("zsp::verify", tracing::Level::INFO),
+                    .with_target("zsp::verify", verify_level),
             ),
-    );
-    let _guard = tracing::subscriber::set_default(subscriber);
+    )
+}
+
+#[tokio::test]
+async fn every_decision_is_audited_in_a_span_without_the_token() {
+    let capture = Capture::default();
+    // Audit events routed to their own sink by target, as the module docs describe.
+    let guard = tracing::subscriber::set_default(audit_subscriber(&capture, tracing::Level::DEBUG));
 
     let issuer = TestIssuer::es256("https://broker.test");
     let policy = Policy::builder()
@@ -107,4 +115,28 @@ async fn every_decision_is_audited_in_a_span_without_the_token() {
     assert!(lines[0].contains("allow"), "{}", lines[0]);
     assert!(lines[0].contains("/orders/{id}"), "{}", lines[0]);
     assert!(!out.contains(&token), "the token reached the audit log");
+    drop(guard);
+
+    // With `zsp::verify` at INFO (as an `info` filter has it) the events come without the
+    // span: it is a DEBUG span, so a request pays for none.
+    let info = Capture::default();
+    let _guard = tracing::subscriber::set_default(audit_subscriber(&info, tracing::Level::INFO));
+    let req = http::Request::get("/orders/5")
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    svc.clone().oneshot(req).await.unwrap();
+    let out = String::from_utf8(info.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert!(
+        lines[0].contains("reason=\"ok\"") || lines[0].contains("reason=ok"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        !lines[0].contains("zsp.verify"),
+        "a span opened at INFO: {}",
+        lines[0]
+    );
 }

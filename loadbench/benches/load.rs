@@ -28,7 +28,9 @@
 //! put around the whole Router (`VerifyLayer::layer(router)`, served with
 //! `axum::ServiceExt::into_make_service`) instead of inside it with `Router::layer`: axum
 //! then boxes no per-route service clone and no response future for it, which every
-//! `Router::layer` middleware, (2) and (3) included, pays on each request.
+//! `Router::layer` middleware, (2) and (3) included, pays on each request. (16) is (7) with
+//! `zsp::verify` enabled at DEBUG, so each request also opens the inbound layer's `zsp.verify`
+//! span: what (7) measured until the ninth session, when that span moved from INFO to DEBUG.
 //!
 //! Processes: `cargo bench` starts this binary (the launcher), which re-executes itself under
 //! `taskset -c $ZSP_LOAD_CLIENT_CPU` (default 1) as the load generator; the generator starts one
@@ -41,9 +43,9 @@
 //!
 //! Every server process but (11) and (12) installs the same tracing subscriber: a `fmt` layer
 //! (plain text, no ANSI colours, as a log file gets) writing to `std::io::sink()` with the
-//! `zsp::audit` and `zsp::verify` targets enabled at INFO, so zsp builds, formats and writes one
-//! audit event per request (the write itself goes nowhere); the other variants emit nothing on
-//! those targets.
+//! `zsp::audit` and `zsp::verify` targets enabled at INFO ((16): `zsp::verify` at DEBUG), so zsp
+//! builds, formats and writes one audit event per request (the write itself goes nowhere); the
+//! other variants emit nothing on those targets.
 //!
 //! Tokens: minted in the generator process by `zsp_core::testing::TestIssuer` (ES256 key,
 //! kid `test-es256`; Ed25519 key, kid `test-ed25519`), audience `bench-api`, scope
@@ -102,10 +104,11 @@ enum Variant {
     ZspDpop = 13,
     ZspRedisReplay = 14,
     ZspSigCacheJsonAuditOuter = 15,
+    ZspSigCacheSpan = 16,
 }
 
 impl Variant {
-    const ALL: [Variant; 15] = [
+    const ALL: [Variant; 16] = [
         Variant::NoAuth,
         Variant::Jsonwebtoken,
         Variant::JwtAuthorizer,
@@ -121,6 +124,7 @@ impl Variant {
         Variant::ZspDpop,
         Variant::ZspRedisReplay,
         Variant::ZspSigCacheJsonAuditOuter,
+        Variant::ZspSigCacheSpan,
     ];
 
     fn id(self) -> usize {
@@ -148,6 +152,7 @@ impl Variant {
             Variant::ZspDpop => "extra: (4) with DPoP required, a fresh proof per request",
             Variant::ZspRedisReplay => "extra: (6) with the replay guard in Redis",
             Variant::ZspSigCacheJsonAuditOuter => "extra: (10), layer around the Router, not Router::layer",
+            Variant::ZspSigCacheSpan => "extra: (7) with zsp::verify at DEBUG: the request span opened",
         }
     }
 
@@ -288,13 +293,20 @@ fn audit_subscriber(variant: Variant) {
         tracing_subscriber::registry().with(layer).init();
         return;
     }
+    // The request span is a DEBUG span: (16) enables it, the others have what an INFO filter
+    // gives (the audit events and zsp's warnings, no span).
+    let verify_level = if variant == Variant::ZspSigCacheSpan {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    };
     let audit = fmt::layer()
         .with_ansi(false)
         .with_writer(std::io::sink)
         .with_filter(
             Targets::new()
                 .with_target("zsp::audit", tracing::Level::INFO)
-                .with_target("zsp::verify", tracing::Level::INFO),
+                .with_target("zsp::verify", verify_level),
         );
     tracing_subscriber::registry().with(audit).init();
 }
@@ -338,6 +350,7 @@ fn zsp_layer(variant: Variant, jwks: &[u8]) -> zsp::tower::VerifyLayer {
         | Variant::ZspSigCacheNoAudit
         | Variant::ZspSigCacheJsonAudit
         | Variant::ZspSigCacheJsonAuditOuter
+        | Variant::ZspSigCacheSpan
         | Variant::ZspSigCacheAuditLayer => SIG_CACHE_ENTRIES,
         _ => 0,
     });
@@ -1339,6 +1352,13 @@ fn report(
         (
             "zsp signature cache, JSON-lines audit, layer around the Router (15)",
             Variant::ZspSigCacheJsonAuditOuter,
+            "no auth (1)",
+            Variant::NoAuth,
+            0.85,
+        ),
+        (
+            "zsp signature cache, fmt with the request span (16)",
+            Variant::ZspSigCacheSpan,
             "no auth (1)",
             Variant::NoAuth,
             0.85,

@@ -120,12 +120,15 @@
 //!
 //! **Audit.** Every decision emits one event on target `zsp::audit` (the verifier's, or one for
 //! denials before a token exists, or an `anonymous` allow), inside a `zsp.verify` span per
-//! request (target `zsp::verify`, no fields: the event carries the method and route). The span
-//! is opened only when tracing receives the audit events and `zsp::verify` is enabled; leave
-//! that target out of the filter to keep the events without the span. To send audit events to
-//! their own sink, give them a dedicated layer with a target filter and keep them out of the
-//! application log;
-//! enabling `zsp::verify` on that layer too keeps the request span as their context:
+//! request (target `zsp::verify`, level DEBUG, no fields: the event carries the method and
+//! route). The span is opened only when tracing receives the audit events and `zsp::verify` is
+//! enabled at DEBUG; at INFO (an `info` filter, or `zsp::verify=info` for the verifier's
+//! warnings when a revocation or replay store fails) the events come without it. The span
+//! costs more per request than the event (BENCHMARKS.md, `inbound` bench), which is why it
+//! sits a level below, as tower-http's `TraceLayer` spans do. To send audit events to their own
+//! sink, give them a dedicated layer with a target filter and keep them out of the application
+//! log; enabling `zsp::verify` at DEBUG on that layer too keeps the request span as their
+//! context:
 //!
 //! ```
 //! use tracing_subscriber::{filter::Targets, fmt, prelude::*};
@@ -135,7 +138,7 @@
 //!     .with_filter(
 //!         Targets::new()
 //!             .with_target("zsp::audit", tracing::Level::INFO)
-//!             .with_target("zsp::verify", tracing::Level::INFO),
+//!             .with_target("zsp::verify", tracing::Level::DEBUG),
 //!     );
 //! let app = fmt::layer().with_filter(
 //!     Targets::new()
