@@ -11,8 +11,7 @@
 //! - `zsp_json_sink`: audit to `JsonLinesAudit` (written to `io::sink`);
 //! - `zsp_audit_layer`: audit through tracing to `JsonAuditLayer` (with `--features audit-layer`);
 //! - `zsp_fmt`: audit through tracing to a `fmt` layer (target `zsp::audit` only);
-//! - `zsp_fmt_span`: the same with `zsp::verify` enabled at DEBUG too, so each request opens the
-//!   span.
+//! - `zsp_fmt_span`: the same with `zsp::verify` enabled too, so each request opens the span.
 //!
 //! `cargo bench --bench inbound --features audit-layer -- --warm-up-time 1 --measurement-time 3`.
 //! The cost of zsp per request is each figure minus `no_auth`.
@@ -123,7 +122,7 @@ fn inbound(c: &mut Criterion) {
     for (name, span) in [("zsp_fmt", false), ("zsp_fmt_span", true)] {
         let mut targets = Targets::new().with_target("zsp::audit", tracing::Level::INFO);
         if span {
-            targets = targets.with_target("zsp::verify", tracing::Level::DEBUG);
+            targets = targets.with_target("zsp::verify", tracing::Level::INFO);
         }
         let fmt = tracing_subscriber::fmt::layer()
             .with_ansi(false)

@@ -8,8 +8,8 @@
 //! and the time the decision took; never the token (DESIGN invariant 6).
 //!
 //! Cost: a tracing event goes through the subscriber's generic field formatting; with
-//! tracing-subscriber's `fmt` layer that (with the inbound layer's request span, when
-//! `zsp::verify` is enabled at DEBUG) is a couple of microseconds per request, more than everything else the verifier does for a token it has
+//! tracing-subscriber's `fmt` layer that (with the request span it sits in) is a couple of
+//! microseconds per request, more than everything else the verifier does for a token it has
 //! seen before. [`JsonLinesAudit`] writes the same record as one JSON line for a fraction of
 //! that (see BENCHMARKS.md).
 

@@ -255,7 +255,7 @@ impl Verifier {
 
     /// Whether this verifier emits audit events through `tracing` ([`VerifierBuilder::audit`],
     /// and no [`VerifierBuilder::audit_sink`]): the inbound layer then opens a request span
-    /// for them (target `zsp::verify`, level DEBUG) when the subscriber enables it.
+    /// for them (target `zsp::verify`, level INFO) when the subscriber enables it.
     pub fn audits(&self) -> bool {
         self.0.audit && self.0.audit_sink.is_none()
     }

@@ -120,14 +120,14 @@
 //!
 //! **Audit.** Every decision emits one event on target `zsp::audit` (the verifier's, or one for
 //! denials before a token exists, or an `anonymous` allow), inside a `zsp.verify` span per
-//! request (target `zsp::verify`, level DEBUG, no fields: the event carries the method and
+//! request (target `zsp::verify`, level INFO, no fields: the event carries the method and
 //! route). The span is opened only when tracing receives the audit events and `zsp::verify` is
-//! enabled at DEBUG; at INFO (an `info` filter, or `zsp::verify=info` for the verifier's
-//! warnings when a revocation or replay store fails) the events come without it. The span
-//! costs more per request than the event (BENCHMARKS.md, `inbound` bench), which is why it
-//! sits a level below, as tower-http's `TraceLayer` spans do. To send audit events to their own
-//! sink, give them a dedicated layer with a target filter and keep them out of the application
-//! log; enabling `zsp::verify` at DEBUG on that layer too keeps the request span as their
+//! enabled at INFO; leave that target out of the filter, or at WARN (which keeps the
+//! verifier's warnings when a revocation or replay store fails), to keep the events without
+//! the span: with a `fmt` subscriber it costs about as much per request as the formatted event
+//! itself (BENCHMARKS.md, the `inbound` bench and load variant (16)). To send audit events to
+//! their own sink, give them a dedicated layer with a target filter and keep them out of the
+//! application log; enabling `zsp::verify` on that layer too keeps the request span as their
 //! context:
 //!
 //! ```
@@ -138,7 +138,7 @@
 //!     .with_filter(
 //!         Targets::new()
 //!             .with_target("zsp::audit", tracing::Level::INFO)
-//!             .with_target("zsp::verify", tracing::Level::DEBUG),
+//!             .with_target("zsp::verify", tracing::Level::INFO),
 //!     );
 //! let app = fmt::layer().with_filter(
 //!     Targets::new()

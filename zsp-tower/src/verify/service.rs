@@ -335,12 +335,9 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         // The span is the tracing audit event's context: none without it. No fields: the event
-        // carries the method and route, and formatting span fields costs every request. At
-        // DEBUG, as tower-http's TraceLayer opens its per-request spans: a filter at INFO (the
-        // common `info` default, or `zsp::verify=info` for the store warnings) keeps the audit
-        // events without a span on every request, which costs more than the event itself.
+        // carries the method and route, and formatting span fields costs every request.
         let span = if self.config.verifier.audits() {
-            tracing::debug_span!(target: "zsp::verify", "zsp.verify")
+            tracing::info_span!(target: "zsp::verify", "zsp.verify")
         } else {
             tracing::Span::none()
         };
