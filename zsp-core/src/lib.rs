@@ -56,6 +56,8 @@ pub mod keys;
 pub mod mint;
 #[cfg(feature = "p256-tables")]
 mod p256_comb;
+#[cfg(feature = "p256-tables")]
+mod p256_inv;
 pub mod policy;
 #[cfg(feature = "redis")]
 pub mod redis;

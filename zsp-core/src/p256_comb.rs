@@ -9,9 +9,9 @@
 //! ES256 verify (BENCHMARKS.md). A table takes 256 KiB per key and about as long to build as
 //! forty verifications, so it is built only for a key that has verified [`BUILD_AFTER`] tokens.
 //!
-//! What is ours and what is not: the field and scalar arithmetic (Montgomery form, inversion,
-//! reduction of the digest) and the check that a key's point is on the curve are the `p256`
-//! crate's (RustCrypto). Ours are the table layout, the signed-byte recoding, two textbook
+//! What is ours and what is not: the field and scalar arithmetic (Montgomery form, field
+//! inversion, reduction of the digest) and the check that a key's point is on the curve are the
+//! `p256` crate's (RustCrypto). Ours are the inversion of `s` ([`crate::p256_inv`]), the table layout, the signed-byte recoding, two textbook
 //! point formulas in Jacobian coordinates (`madd-2007-bl` and `dbl-2001-b` from the
 //! Explicit-Formulas Database, with the cases those formulas exclude handled before them), the
 //! batched normalisation of a table and the final comparison without an inversion. The tests
@@ -30,7 +30,7 @@
 //!   of a point of prime order).
 
 use p256::elliptic_curve::bigint::{Encoding, U256};
-use p256::elliptic_curve::ops::{Invert, Reduce};
+use p256::elliptic_curve::ops::Reduce;
 use p256::elliptic_curve::point::AffineCoordinates;
 use p256::elliptic_curve::sec1::FromEncodedPoint;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
@@ -350,7 +350,7 @@ pub(crate) fn verify(q: &Table, message: &[u8], signature: &[u8]) -> bool {
     if bool::from(r.is_zero()) || bool::from(s.is_zero()) {
         return false;
     }
-    let Some(w) = Option::<Scalar>::from(s.invert_vartime()) else {
+    let Some(w) = crate::p256_inv::invert(&s) else {
         return false;
     };
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, message);
