@@ -1,9 +1,10 @@
 //! The inverse of an ES256 signature's `s` modulo the P-256 group order `n`, in variable time.
 //!
 //! Why this exists: verifying on tables ([`crate::p256_comb`]) left the inversion of `s` as the
-//! largest single step. The `p256` crate's `invert_vartime` (Stein's binary algorithm on full
-//! modular scalars) took about a third of a table verify on the benchmark hosts (12 µs of 37 on
-//! host H); this takes under 2 µs (BENCHMARKS.md).
+//! largest step besides the table additions themselves. The `p256` crate's `invert_vartime`
+//! (Stein's binary algorithm on full modular scalars) took about a third of a table verify
+//! (12.2–12.5 µs of 38.5 µs on host H); this takes under 2 µs, the check included
+//! (BENCHMARKS.md).
 //!
 //! The algorithm is Bernstein and Yang's "safegcd" divsteps ("Fast constant-time gcd computation
 //! and modular inversion", 2019) in the variable-time form of libsecp256k1's
