@@ -48,8 +48,9 @@ const N_INV62: u64 = {
     x & M62
 };
 
-/// Outer iterations after which the loop gives up: 256-bit inputs need at most 590 divsteps
-/// (Bernstein–Yang's bound), ten batches of 62.
+/// Outer iterations after which the loop gives up: with the original divstep, as here, 256-bit
+/// inputs need at most ⌊(49·256 + 57)/17⌋ = 741 divsteps (Bernstein–Yang's bound), which twelve
+/// batches of 62 cover. Past it the caller falls back to the constant-time inverse.
 const MAX_BATCHES: usize = 12;
 
 /// Four 64-bit words (below 2²⁵⁶) as five 62-bit limbs.
