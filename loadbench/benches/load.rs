@@ -38,8 +38,11 @@
 //! live for the whole run (idle ones cost nothing); each round runs every variant in turn, in
 //! order in even rounds and in reverse in odd ones, each for a fixed time with a fixed number
 //! of keep-alive connections, one request in flight per connection (closed loop, like wrk).
-//! Targets are judged on the median of per-round ratios (`src/paired.rs`). Servers exit when
-//! their stdin closes, so none outlives the run.
+//! Targets are judged on the median of per-round ratios (`src/paired.rs`). Each variant judged
+//! against (1) has its own slot of (1) beside it in every round (an anchor; `ZSP_LOAD_ANCHORS=0`
+//! runs (1) once per round instead), and its ratio is taken against the (1) slots next to it:
+//! the host's speed drifts within a round as much as between rounds. Servers exit when their
+//! stdin closes, so none outlives the run.
 //!
 //! Every server process but (11) and (12) installs the same tracing subscriber: a `fmt` layer
 //! (plain text, no ANSI colours, as a log file gets) writing to `std::io::sink()` with the
@@ -73,7 +76,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zsp::core::testing::TestIssuer;
 use zsp_loadbench::cpu::{children_cpu_time, cpu_time};
-use zsp_loadbench::paired::{Paired, round_order};
+use zsp_loadbench::paired::{Paired, Slot, pair_by_time, schedule};
 use zsp_loadbench::wrk;
 
 const ISS: &str = "https://bench.issuer";
@@ -1076,10 +1079,21 @@ fn client_main() {
     let es_jwks = write_jwks(&dir, "es256.jwks.json", &tokens.es256);
     let ed_jwks = write_jwks(&dir, "ed25519.jwks.json", &tokens.ed25519);
 
+    // ZSP_LOAD_ANCHORS=0: one slot per variant and round, (1) included, as before stop 22.
+    let anchor = std::env::var("ZSP_LOAD_ANCHORS")
+        .map_or(true, |v| v != "0")
+        .then(|| variants.iter().position(|&v| v == Variant::NoAuth))
+        .flatten();
+    let anchored: Vec<bool> = variants
+        .iter()
+        .map(|&v| TARGETS.iter().any(|t| t.1 == v && t.3 == Variant::NoAuth))
+        .collect();
     println!(
-        "zsp load bench: {} variants × {rounds} rounds × {secs} s, {conns} keep-alive connections, \
-         warm-up {warmup} s, load from {generator}; server CPU {}, generator CPU {}",
+        "zsp load bench: {} variants × {rounds} rounds × {secs} s ({} slots a round), {conns} \
+         keep-alive connections, warm-up {warmup} s, load from {generator}; server CPU {}, \
+         generator CPU {}",
         variants.len(),
+        schedule(variants.len(), anchor, &anchored, 0).len(),
         if pinned {
             server_cpu.to_string()
         } else {
@@ -1111,7 +1125,7 @@ fn client_main() {
         };
         (rate * s).ceil() as usize + conns
     };
-    let results: Vec<Vec<Round>> = rt.block_on(async {
+    let (slots, measured): (Vec<Slot>, Vec<Round>) = rt.block_on(async {
         for s in &servers {
             preflight(s, &tokens).await;
         }
@@ -1127,9 +1141,10 @@ fn client_main() {
                 }
             }
         }
-        let mut results: Vec<Vec<Round>> = servers.iter().map(|_| Vec::new()).collect();
+        let mut slots = Vec::new();
+        let mut measured = Vec::new();
         for round in 0..rounds {
-            for i in round_order(servers.len(), round) {
+            for (pos, i) in schedule(servers.len(), anchor, &anchored, round).into_iter().enumerate() {
                 let s = &servers[i];
                 let req = tokens.requests(s.variant, pool_size(s.variant, secs));
                 let r = match wrk_version {
@@ -1158,17 +1173,119 @@ fn client_main() {
                         ""
                     },
                 );
-                results[i].push(r);
+                slots.push(Slot { variant: i, round, pos });
+                measured.push(r);
             }
         }
-        results
+        (slots, measured)
     });
     drop(servers);
     let _ = std::fs::remove_dir_all(&dir);
 
     println!("load average at end: {}", loadavg());
-    report(&variants, &results, rounds, secs, conns, &generator);
+    let anchors_ran = anchor.is_some() && anchored.iter().any(|&a| a);
+    report(
+        &variants,
+        &slots,
+        &measured,
+        rounds,
+        secs,
+        conns,
+        anchors_ran,
+        &generator,
+    );
 }
+
+/// The issue's throughput targets, for (4) and (7) and for the extras that change only how the
+/// audit record is written: (name, variant, name and variant it is judged against, floor).
+/// Each variant judged against (1) gets its own anchor slots of (1) beside it
+/// (`zsp_loadbench::paired::schedule`).
+const TARGETS: [(&str, Variant, &str, Variant, f64); 12] = [
+    (
+        "zsp ES256 (4)",
+        Variant::ZspEs256,
+        "jwt-authorizer (3)",
+        Variant::JwtAuthorizer,
+        1.06,
+    ),
+    (
+        "zsp ES256 (4)",
+        Variant::ZspEs256,
+        "no auth (1)",
+        Variant::NoAuth,
+        0.115,
+    ),
+    (
+        "zsp signature cache (7)",
+        Variant::ZspSigCache,
+        "no auth (1)",
+        Variant::NoAuth,
+        0.85,
+    ),
+    (
+        "zsp signature cache, audit off (8)",
+        Variant::ZspSigCacheNoAudit,
+        "no auth (1)",
+        Variant::NoAuth,
+        0.85,
+    ),
+    (
+        "zsp ES256, JSON-lines audit (9)",
+        Variant::ZspEs256JsonAudit,
+        "jwt-authorizer (3)",
+        Variant::JwtAuthorizer,
+        1.06,
+    ),
+    (
+        "zsp ES256, JSON-lines audit (9)",
+        Variant::ZspEs256JsonAudit,
+        "no auth (1)",
+        Variant::NoAuth,
+        0.115,
+    ),
+    (
+        "zsp signature cache, JSON-lines audit (10)",
+        Variant::ZspSigCacheJsonAudit,
+        "no auth (1)",
+        Variant::NoAuth,
+        0.85,
+    ),
+    (
+        "zsp ES256, tracing to JsonAuditLayer (11)",
+        Variant::ZspEs256AuditLayer,
+        "jwt-authorizer (3)",
+        Variant::JwtAuthorizer,
+        1.06,
+    ),
+    (
+        "zsp ES256, tracing to JsonAuditLayer (11)",
+        Variant::ZspEs256AuditLayer,
+        "no auth (1)",
+        Variant::NoAuth,
+        0.115,
+    ),
+    (
+        "zsp signature cache, tracing to JsonAuditLayer (12)",
+        Variant::ZspSigCacheAuditLayer,
+        "no auth (1)",
+        Variant::NoAuth,
+        0.85,
+    ),
+    (
+        "zsp signature cache, JSON-lines audit, layer around the Router (15)",
+        Variant::ZspSigCacheJsonAuditOuter,
+        "no auth (1)",
+        Variant::NoAuth,
+        0.85,
+    ),
+    (
+        "zsp signature cache, fmt without the request span (16)",
+        Variant::ZspSigCacheNoSpan,
+        "no auth (1)",
+        Variant::NoAuth,
+        0.85,
+    ),
+];
 
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -1185,18 +1302,29 @@ struct Summary {
     errors: u64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn report(
     variants: &[Variant],
-    results: &[Vec<Round>],
+    slots: &[Slot],
+    measured: &[Round],
     rounds: usize,
     secs: f64,
     conns: usize,
+    anchored: bool,
     generator: &str,
 ) {
+    let of = |i: usize| {
+        slots
+            .iter()
+            .zip(measured)
+            .filter(move |(s, _)| s.variant == i)
+            .map(|(_, r)| r)
+    };
     let sums: Vec<Summary> = variants
         .iter()
-        .zip(results)
-        .map(|(&variant, rs)| Summary {
+        .enumerate()
+        .map(|(i, &variant)| (variant, of(i).collect::<Vec<_>>()))
+        .map(|(variant, rs)| Summary {
             variant,
             rps: median(rs.iter().map(|r| r.rps).collect()),
             p50: median(rs.iter().map(|r| r.p50_us).collect()),
@@ -1214,7 +1342,14 @@ fn report(
     println!();
     println!(
         "Medians of {rounds} interleaved rounds (order reversed every other round) of {secs} s, \
-         {conns} connections, load from {generator}; ratios are of the medians, to (1) no auth."
+         {conns} connections, load from {generator}; ratios are of the medians, to (1) no auth.{}",
+        if anchored {
+            " (1) ran beside each variant judged against it (anchor slots): its figures are \
+             medians over all of them, and those variants' targets pair each slot with the \
+             (1) slots next to it."
+        } else {
+            ""
+        }
     );
     println!();
     println!(
@@ -1254,12 +1389,14 @@ fn report(
             println!("- {name}: not measured in this run");
             return;
         };
-        let per_round = |i: usize| results[i].iter().map(f).collect::<Vec<f64>>();
-        let Some(p) = Paired::new(&per_round(ia), &per_round(ib), target, higher_better) else {
+        let values: Vec<f64> = measured.iter().map(f).collect();
+        let (xs, ys) = pair_by_time(slots, &values, ia, ib);
+        let Some(p) = Paired::new(&xs, &ys, target, higher_better) else {
             println!("- {name}: no usable round");
             return;
         };
-        let of_medians = median(per_round(ia)) / median(per_round(ib));
+        let all = |i: usize| of(i).map(f).collect::<Vec<f64>>();
+        let of_medians = median(all(ia)) / median(all(ib));
         println!(
             "- {name}: {:.3}× (per-round median; {:.3}–{:.3}, {} of {} rounds meet it; ratio of medians {of_medians:.3}×) \
              (target {} {target}×) — {}",
@@ -1276,95 +1413,7 @@ fn report(
             }
         );
     };
-    // The issue's throughput targets, for (4) and (7) and for the extras that change only how
-    // the audit record is written.
-    let targets = [
-        (
-            "zsp ES256 (4)",
-            Variant::ZspEs256,
-            "jwt-authorizer (3)",
-            Variant::JwtAuthorizer,
-            1.06,
-        ),
-        (
-            "zsp ES256 (4)",
-            Variant::ZspEs256,
-            "no auth (1)",
-            Variant::NoAuth,
-            0.115,
-        ),
-        (
-            "zsp signature cache (7)",
-            Variant::ZspSigCache,
-            "no auth (1)",
-            Variant::NoAuth,
-            0.85,
-        ),
-        (
-            "zsp signature cache, audit off (8)",
-            Variant::ZspSigCacheNoAudit,
-            "no auth (1)",
-            Variant::NoAuth,
-            0.85,
-        ),
-        (
-            "zsp ES256, JSON-lines audit (9)",
-            Variant::ZspEs256JsonAudit,
-            "jwt-authorizer (3)",
-            Variant::JwtAuthorizer,
-            1.06,
-        ),
-        (
-            "zsp ES256, JSON-lines audit (9)",
-            Variant::ZspEs256JsonAudit,
-            "no auth (1)",
-            Variant::NoAuth,
-            0.115,
-        ),
-        (
-            "zsp signature cache, JSON-lines audit (10)",
-            Variant::ZspSigCacheJsonAudit,
-            "no auth (1)",
-            Variant::NoAuth,
-            0.85,
-        ),
-        (
-            "zsp ES256, tracing to JsonAuditLayer (11)",
-            Variant::ZspEs256AuditLayer,
-            "jwt-authorizer (3)",
-            Variant::JwtAuthorizer,
-            1.06,
-        ),
-        (
-            "zsp ES256, tracing to JsonAuditLayer (11)",
-            Variant::ZspEs256AuditLayer,
-            "no auth (1)",
-            Variant::NoAuth,
-            0.115,
-        ),
-        (
-            "zsp signature cache, tracing to JsonAuditLayer (12)",
-            Variant::ZspSigCacheAuditLayer,
-            "no auth (1)",
-            Variant::NoAuth,
-            0.85,
-        ),
-        (
-            "zsp signature cache, JSON-lines audit, layer around the Router (15)",
-            Variant::ZspSigCacheJsonAuditOuter,
-            "no auth (1)",
-            Variant::NoAuth,
-            0.85,
-        ),
-        (
-            "zsp signature cache, fmt without the request span (16)",
-            Variant::ZspSigCacheNoSpan,
-            "no auth (1)",
-            Variant::NoAuth,
-            0.85,
-        ),
-    ];
-    for (a_name, a, b_name, b, target) in targets {
+    for (a_name, a, b_name, b, target) in TARGETS {
         check(
             &format!("{a_name} req/s vs {b_name}"),
             a,
@@ -1392,7 +1441,7 @@ fn report(
         );
     }
     // Requests per server-CPU-second, for the same targets measured by CPU cost.
-    for (a_name, a, b_name, b, target) in targets {
+    for (a_name, a, b_name, b, target) in TARGETS {
         check(
             &format!("by server CPU per request: {a_name} vs {b_name}"),
             a,
