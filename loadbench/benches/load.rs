@@ -1079,7 +1079,7 @@ fn client_main() {
     let es_jwks = write_jwks(&dir, "es256.jwks.json", &tokens.es256);
     let ed_jwks = write_jwks(&dir, "ed25519.jwks.json", &tokens.ed25519);
 
-    // ZSP_LOAD_ANCHORS=0: one slot per variant and round, (1) included, as before stop 22.
+    // ZSP_LOAD_ANCHORS=0: one slot per variant and round, (1) included: the schedule before anchors.
     let anchor = std::env::var("ZSP_LOAD_ANCHORS")
         .map_or(true, |v| v != "0")
         .then(|| variants.iter().position(|&v| v == Variant::NoAuth))
