@@ -30,7 +30,11 @@
 //! then boxes no per-route service clone and no response future for it, which every
 //! `Router::layer` middleware, (2) and (3) included, pays on each request. (16) is (7) with
 //! `zsp::verify` at WARN instead of INFO, so the inbound layer's `zsp.verify` request span (an
-//! INFO span) is not opened: what the span costs is (16) against (7).
+//! INFO span) is not opened: what the span costs is (16) against (7). (17) is (1), the
+//! hello-world without a layer, sent (7)'s request: the same `Authorization` header, which
+//! nothing reads. What it loses against (1) is what carrying a token costs any bearer scheme
+//! (the bytes through the kernel, hyper parsing and storing the header) before a middleware
+//! looks at it; (8) and (10) against (17) leave that cost out.
 //!
 //! Processes: `cargo bench` starts this binary (the launcher), which re-executes itself under
 //! `taskset -c $ZSP_LOAD_CLIENT_CPU` (default 1) as the load generator; the generator starts one
@@ -108,10 +112,11 @@ enum Variant {
     ZspRedisReplay = 14,
     ZspSigCacheJsonAuditOuter = 15,
     ZspSigCacheNoSpan = 16,
+    NoAuthTokenSent = 17,
 }
 
 impl Variant {
-    const ALL: [Variant; 16] = [
+    const ALL: [Variant; 17] = [
         Variant::NoAuth,
         Variant::Jsonwebtoken,
         Variant::JwtAuthorizer,
@@ -128,6 +133,7 @@ impl Variant {
         Variant::ZspRedisReplay,
         Variant::ZspSigCacheJsonAuditOuter,
         Variant::ZspSigCacheNoSpan,
+        Variant::NoAuthTokenSent,
     ];
 
     fn id(self) -> usize {
@@ -156,6 +162,7 @@ impl Variant {
             Variant::ZspRedisReplay => "extra: (6) with the replay guard in Redis",
             Variant::ZspSigCacheJsonAuditOuter => "extra: (10), layer around the Router, not Router::layer",
             Variant::ZspSigCacheNoSpan => "extra: (7) with zsp::verify at WARN: no request span",
+            Variant::NoAuthTokenSent => "extra: (1) sent (7)'s request, token ignored",
         }
     }
 
@@ -392,7 +399,7 @@ async fn build_app(variant: Variant, jwks_path: &Path) -> App {
     let hello = Router::new().route("/hello", get(|| async { "hello" }));
     let jwks = std::fs::read(jwks_path).expect("read jwks");
     App::Router(match variant {
-        Variant::NoAuth => hello,
+        Variant::NoAuth | Variant::NoAuthTokenSent => hello,
         Variant::Jsonwebtoken => {
             let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&jwks).expect("jwks");
             let key = jsonwebtoken::DecodingKey::from_jwk(&set.keys[0]).expect("key");
@@ -870,7 +877,7 @@ async fn preflight(server: &Server, tokens: &Tokens) {
             assert!(status == 400 || status == 401, "(13) {what}: {status}");
         }
     }
-    if v == Variant::NoAuth {
+    if matches!(v, Variant::NoAuth | Variant::NoAuthTokenSent) {
         return;
     }
     let issuer = tokens.issuer(v);
@@ -1086,7 +1093,10 @@ fn client_main() {
         .flatten();
     let anchored: Vec<bool> = variants
         .iter()
-        .map(|&v| TARGETS.iter().any(|t| t.1 == v && t.3 == Variant::NoAuth))
+        .map(|&v| {
+            TARGETS.iter().any(|t| t.1 == v && t.3 == Variant::NoAuth)
+                || REFERENCES.iter().any(|t| t.1 == v && t.3 == Variant::NoAuth)
+        })
         .collect();
     println!(
         "zsp load bench: {} variants × {rounds} rounds × {secs} s ({} slots a round), {conns} \
@@ -1287,6 +1297,30 @@ const TARGETS: [(&str, Variant, &str, Variant, f64); 12] = [
     ),
 ];
 
+/// Ratios printed for what they explain, with no target: (17) against (1) is what the token's
+/// bytes cost before any middleware reads them, and the cached variants against (17) are what
+/// zsp's layer costs beyond that. Variants compared with (1) here are anchored as the targets'.
+const REFERENCES: [(&str, Variant, &str, Variant); 3] = [
+    (
+        "no auth, token sent (17)",
+        Variant::NoAuthTokenSent,
+        "no auth (1)",
+        Variant::NoAuth,
+    ),
+    (
+        "zsp signature cache, audit off (8)",
+        Variant::ZspSigCacheNoAudit,
+        "no auth, token sent (17)",
+        Variant::NoAuthTokenSent,
+    ),
+    (
+        "zsp signature cache, JSON-lines audit (10)",
+        Variant::ZspSigCacheJsonAudit,
+        "no auth, token sent (17)",
+        Variant::NoAuthTokenSent,
+    ),
+];
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -1450,5 +1484,29 @@ fn report(
             target,
             true,
         );
+    }
+    println!();
+    println!("For reference (no target):");
+    for (a_name, a, b_name, b) in REFERENCES {
+        let (Some(ia), Some(ib)) = (index(a), index(b)) else {
+            println!("- {a_name} vs {b_name}: not measured in this run");
+            continue;
+        };
+        for (what, f) in [
+            ("req/s", (|r: &Round| r.rps) as fn(&Round) -> f64),
+            ("by server CPU per request", |r: &Round| {
+                1.0 / r.server_cpu_us_per_req
+            }),
+        ] {
+            let values: Vec<f64> = measured.iter().map(f).collect();
+            let (xs, ys) = pair_by_time(slots, &values, ia, ib);
+            match Paired::new(&xs, &ys, 1.0, true) {
+                Some(p) => println!(
+                    "- {a_name} vs {b_name}, {what}: {:.3}× (per-round median; {:.3}–{:.3} over {} rounds)",
+                    p.median, p.min, p.max, p.rounds
+                ),
+                None => println!("- {a_name} vs {b_name}, {what}: no usable round"),
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::audit::{AuditEvent, AuditSink};
+use crate::audit::{AuditDecision, AuditEvent, AuditSink};
 
 /// Writes each audit event as one JSON line through a buffered writer.
 ///
@@ -119,7 +119,11 @@ impl AuditEvent<'_> {
         out.extend_from_slice(b"{\"ts_ms\":");
         decimal(out, ts_ms);
         // Each key with its quotes and colon is one literal: one copy per field.
-        string_field(out, b",\"decision\":\"", Some(self.decision.as_str()));
+        // The decision is one of two fixed words: written whole, nothing to escape.
+        out.extend_from_slice(match self.decision {
+            AuditDecision::Allow => b",\"decision\":\"allow\"",
+            AuditDecision::Deny => b",\"decision\":\"deny\"",
+        });
         string_field(out, b",\"reason\":\"", Some(self.reason));
         string_field(out, b",\"iss\":\"", self.iss);
         string_field(out, b",\"sub\":\"", self.sub);
@@ -185,7 +189,12 @@ const ESCAPE: [bool; 256] = {
 /// RFC 8259 §7: `"`, `\` and control characters escaped; everything else as it is (UTF-8).
 pub(crate) fn escape_into(out: &mut Vec<u8>, s: &str) {
     let mut rest = s.as_bytes();
-    // Claims almost never need escaping: copy runs of plain bytes whole.
+    // Claims almost never need escaping: one branch-free screen of the whole string, then one
+    // copy. Only a string the screen flags is searched, and copied in runs between escapes.
+    if !may_need_escape(rest) {
+        out.extend_from_slice(rest);
+        return;
+    }
     while let Some(i) = first_to_escape(rest) {
         out.extend_from_slice(&rest[..i]);
         let b = rest[i];
@@ -207,21 +216,51 @@ pub(crate) fn escape_into(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(rest);
 }
 
+const L: u64 = 0x0101_0101_0101_0101;
+const H: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each lane of `w` (eight bytes, little-endian) that may need escaping.
+///
+/// The tests work on the bytes with their high bit cleared (so no lane carries into the next):
+/// they may flag a UTF-8 byte above 0x80, never miss a byte [`ESCAPE`] marks.
+#[inline(always)]
+fn flagged(w: u64) -> u64 {
+    let lo = w & !H;
+    let control = !lo.wrapping_add(L * (0x80 - 0x20)); // lo < 0x20
+    let del = lo.wrapping_add(L); // lo = 0x7f
+    let quote = !(lo ^ (L * u64::from(b'"'))).wrapping_add(L * 0x7f); // lo = '"'
+    let backslash = !(lo ^ (L * u64::from(b'\\'))).wrapping_add(L * 0x7f); // lo = '\\'
+    (control | del | quote | backslash) & H
+}
+
+/// Whether `b` may hold a byte to escape: false means it holds none. Whole words, OR-ed
+/// without a branch; the tail as one more word, overlapping the last full one or padded with
+/// spaces, instead of a byte loop.
+fn may_need_escape(b: &[u8]) -> bool {
+    let (words, tail) = b.as_chunks::<8>();
+    let mut acc = words
+        .iter()
+        .fold(0, |acc, w| acc | flagged(u64::from_le_bytes(*w)));
+    if !tail.is_empty() {
+        let last = match b.last_chunk::<8>() {
+            Some(w) => *w,
+            None => {
+                let mut w = [b' '; 8];
+                w[..tail.len()].copy_from_slice(tail);
+                w
+            }
+        };
+        acc |= flagged(u64::from_le_bytes(last));
+    }
+    acc != 0
+}
+
 /// The index of the first byte [`ESCAPE`] marks, eight bytes at a time: a word is searched
-/// byte by byte only when its cheap test fires. The test works on the bytes with their high bit
-/// cleared (so no lane carries into the next) and may fire for a UTF-8 byte above 0x80, never
-/// miss a byte to escape.
+/// byte by byte only when [`flagged`] fires for it.
 fn first_to_escape(b: &[u8]) -> Option<usize> {
-    const L: u64 = 0x0101_0101_0101_0101;
-    const H: u64 = 0x8080_8080_8080_8080;
     let mut i = 0;
     while let Some(w) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
-        let lo = u64::from_le_bytes(*w) & !H;
-        let control = !lo.wrapping_add(L * (0x80 - 0x20)); // lo < 0x20
-        let del = lo.wrapping_add(L); // lo = 0x7f
-        let quote = !(lo ^ (L * u64::from(b'"'))).wrapping_add(L * 0x7f); // lo = '"'
-        let backslash = !(lo ^ (L * u64::from(b'\\'))).wrapping_add(L * 0x7f); // lo = '\\'
-        if (control | del | quote | backslash) & H != 0
+        if flagged(u64::from_le_bytes(*w)) != 0
             && let Some(j) = w.iter().position(|&c| ESCAPE[usize::from(c)])
         {
             return Some(i + j);
@@ -340,6 +379,13 @@ pub(crate) mod tests {
         ) {
             let expected = b.iter().position(|&c| ESCAPE[usize::from(c)]);
             proptest::prop_assert_eq!(first_to_escape(&b), expected);
+            // The screen may flag a clean string (UTF-8 above 0x80), never pass a dirty one.
+            if expected.is_some() {
+                proptest::prop_assert!(may_need_escape(&b));
+            }
+            if b.iter().all(|&c| c < 0x80) {
+                proptest::prop_assert_eq!(may_need_escape(&b), expected.is_some());
+            }
         }
 
         /// Whatever a claim holds, the line parses back to exactly that claim.
