@@ -95,8 +95,8 @@ impl SignatureCache {
     /// Where `token` is filed: a keyed hash of its last 24 bytes, which lie in the signature
     /// of any real token (a signature is at least 43 characters): for tokens that verified,
     /// effectively random, and for anything else never trusted, only compared in full.
-    pub(crate) fn slot(&self, token: &str) -> u64 {
-        let b = token.as_bytes();
+    pub(crate) fn slot(&self, token: &[u8]) -> u64 {
+        let b = token;
         let tail: [u8; 16] = match b.last_chunk::<16>() {
             Some(t) => *t,
             None => {
@@ -120,9 +120,11 @@ impl SignatureCache {
 
     /// The verified token `token` (filed at `slot`), if it is still live at `now` and `keys`
     /// still resolve its `kid` to the very key that verified it.
-    pub(crate) fn get(&self, slot: u64, token: &str, keys: &KeySet, now: UnixTime) -> Option<Arc<Parsed>> {
+    pub(crate) fn get(&self, slot: u64, token: &[u8], keys: &KeySet, now: UnixTime) -> Option<Arc<Parsed>> {
         let shard = self.shard(slot).read().unwrap_or_else(|p| p.into_inner());
-        let e = shard.get(&slot).filter(|e| e.parsed.token() == token)?;
+        let e = shard
+            .get(&slot)
+            .filter(|e| e.parsed.token().as_bytes() == token)?;
         let kid = if e.named { e.key.kid() } else { None };
         let current = keys.get(kid)?;
         (e.until > now && e.key.same_key(current)).then(|| e.parsed.clone())
@@ -175,11 +177,12 @@ mod tests {
     }
 
     fn put(c: &SignatureCache, token: &str, key: &VerifyingKey, named: bool, until: UnixTime) {
-        c.insert(c.slot(token), key, named, parsed(token), until, 0);
+        c.insert(c.slot(token.as_bytes()), key, named, parsed(token), until, 0);
     }
 
     fn get(c: &SignatureCache, token: &str, keys: &KeySet, now: UnixTime) -> bool {
-        c.get(c.slot(token), token, keys, now).is_some()
+        c.get(c.slot(token.as_bytes()), token.as_bytes(), keys, now)
+            .is_some()
     }
 
     #[test]
@@ -223,14 +226,14 @@ mod tests {
             // Signature-like tails: base64url of pseudo-random bytes.
             let sig = crate::b64::encode(i.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
             let token = format!("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.{sig}");
-            let slot = c.slot(&token);
+            let slot = c.slot(token.as_bytes());
             shards[(slot >> 60) as usize % SHARDS] += 1;
             slots.insert(slot);
         }
         assert_eq!(slots.len(), 16_000, "no two of these tokens share a slot");
         assert!(shards.iter().all(|&n| (800..1200).contains(&n)), "{shards:?}");
         // Short inputs (not tokens, but presented all the same) are told apart by length too.
-        assert_ne!(c.slot("a"), c.slot("\0a"));
+        assert_ne!(c.slot(b"a"), c.slot(b"\0a"));
     }
 
     #[test]

@@ -404,9 +404,9 @@ impl Verifier {
         // so the code a request runs stays compact.
         let rule = self.0.policy.route_for(req.method, req.path);
         let now = self.0.clock.now();
-        let admitted = match self.front(token, rule, now, req, seen)? {
+        let admitted = match self.front(token.as_bytes(), |_| Ok(token), rule, now, req, seen)? {
             Front::Admitted(admitted) => admitted,
-            Front::NeedsKeys(wait) => {
+            Front::NeedsKeys(wait, _) => {
                 let parsed = self.refresh_and_finish(token, wait, now, seen).await?;
                 self.admit(parsed, rule, req, seen)?
             }
@@ -471,13 +471,59 @@ impl Verifier {
     where
         C: FnOnce(&Grant) -> Result<(), Denial>,
     {
+        self.verify_bytes_now(token.as_bytes(), |_| Ok(token), req, check)
+    }
+
+    /// [`verify_now`](Self::verify_now) for a token still in the bytes it arrived in, such as
+    /// an `Authorization` header's: `text` turns them into the token's text, checking whatever
+    /// syntax the transport requires, and a denial of its is audited as the request's.
+    ///
+    /// Bytes this verifier verified before, and still holds in its signature cache, are
+    /// recognised by comparing them whole, and `text` is not called for them: bytes that once
+    /// verified are a compact JWS (base64url and two dots), which any check of a token's syntax
+    /// accepts. A reused token is then compared once instead of also being scanned for its
+    /// syntax and its UTF-8 first; everything else runs as in `verify_now`, `text` first.
+    ///
+    /// ```
+    /// use http::Method;
+    /// use zsp_core::testing::TestIssuer;
+    /// use zsp_core::{Denial, Policy, RequestFacts, RouteRule, Verifier};
+    ///
+    /// let issuer = TestIssuer::es256("https://broker.example");
+    /// let policy = Policy::builder()
+    ///     .issuer("https://broker.example")
+    ///     .audience("api")
+    ///     .route(RouteRule::get("/orders").all_of(["orders:read"]))
+    ///     .build()
+    ///     .unwrap();
+    /// let verifier = Verifier::builder(policy, issuer.key_set()).build();
+    /// let get = RequestFacts::new(&Method::GET, "/orders");
+    /// let text = |b: &'static [u8]| std::str::from_utf8(b).map_err(|_| Denial::Malformed("not UTF-8"));
+    ///
+    /// let token: &'static str = issuer.token("api", &["orders:read"]).mint().unwrap().leak();
+    /// let decided = verifier.verify_bytes_now(token.as_bytes(), text, &get, |_| Ok(()));
+    /// assert!(matches!(decided, Ok(Ok(_))));
+    /// let refused = verifier.verify_bytes_now(b"\xff.x.y", text, &get, |_| Ok(()));
+    /// assert!(matches!(refused, Ok(Err(Denial::Malformed("not UTF-8")))));
+    /// ```
+    pub fn verify_bytes_now<'t, C, T>(
+        &self,
+        token: &'t [u8],
+        text: T,
+        req: &RequestFacts<'_>,
+        check: C,
+    ) -> Result<Result<Grant, Denial>, Unfinished>
+    where
+        C: FnOnce(&Grant) -> Result<(), Denial>,
+        T: FnOnce(&'t [u8]) -> Result<&'t str, Denial>,
+    {
         let start = self.audit_wanted().then(Instant::now);
         let mut seen = Seen::default();
         let rule = self.0.policy.route_for(req.method, req.path);
         let now = self.0.clock.now();
-        let result = match self.front(token, rule, now, req, &mut seen) {
+        let result = match self.front(token, text, rule, now, req, &mut seen) {
             Err(denial) => Err(denial),
-            Ok(Front::NeedsKeys(wait)) => {
+            Ok(Front::NeedsKeys(wait, token)) => {
                 return Err(Unfinished {
                     state: Waiting::Keys(token.into(), wait),
                     seen,
@@ -562,42 +608,85 @@ impl Verifier {
     }
 
     /// Every check that needs no waiting, in order, up to the route's admission: or where
-    /// they had to stop for a key refresh.
-    fn front(
+    /// they had to stop for a key refresh, with the token's text. `text` gives the text of
+    /// the presented bytes, unless the signature cache knows them (see
+    /// [`Self::verify_bytes_now`]).
+    fn front<'t>(
         &self,
-        token: &str,
+        token: &'t [u8],
+        text: impl FnOnce(&'t [u8]) -> Result<&'t str, Denial>,
         rule: Option<&RouteRule>,
         now: UnixTime,
         req: &RequestFacts<'_>,
         seen: &mut Seen,
-    ) -> Result<Front, Denial> {
-        let parsed = match self.lookup(token, rule, now, seen)? {
-            Lookup::Hit(parsed) => parsed,
-            Lookup::Miss(cache) => match self.check_token_now(token, now, seen, cache)? {
-                Step::Done(parsed) => parsed,
-                Step::Refresh { kid, alg, had_set } => {
-                    return Ok(Front::NeedsKeys(KeyWait {
-                        kid,
-                        alg,
-                        had_set,
-                        slot: cache.map(|(_, slot)| slot),
-                    }));
+    ) -> Result<Front<'t>, Denial> {
+        let parsed = match self.cached(token, rule, now, seen)? {
+            Some(parsed) => parsed,
+            None => {
+                let token = match text(token) {
+                    Ok(token) => token,
+                    Err(denial) => {
+                        // Audited with the route, as a denial of the credentials' syntax is.
+                        seen.route = rule.map(RouteRule::template_arc);
+                        return Err(denial);
+                    }
+                };
+                let cache = self.admission(token, rule)?;
+                match self.check_token_now(token, now, seen, cache)? {
+                    Step::Done(parsed) => parsed,
+                    Step::Refresh { kid, alg, had_set } => {
+                        let wait = KeyWait {
+                            kid,
+                            alg,
+                            had_set,
+                            slot: cache.map(|(_, slot)| slot),
+                        };
+                        return Ok(Front::NeedsKeys(wait, token));
+                    }
                 }
-            },
+            }
         };
         self.admit(parsed, rule, req, seen).map(Front::Admitted)
     }
 
-    /// Size limits, then the signature cache: a token whose signature this verifier checked
-    /// before skips straight to the checks that depend on time and on the request; never on
-    /// single-use routes.
-    fn lookup<'c>(
-        &'c self,
-        token: &str,
+    /// The signature cache's verified token with these very bytes, its time claims checked
+    /// again: a token this verifier checked before skips straight to the checks that depend
+    /// on time and on the request. Never on single-use routes, and nothing for bytes the size
+    /// limits refuse ([`Self::admission`] refuses them).
+    fn cached(
+        &self,
+        token: &[u8],
         rule: Option<&RouteRule>,
         now: UnixTime,
         seen: &mut Seen,
-    ) -> Result<Lookup<'c>, Denial> {
+    ) -> Result<Option<Arc<Parsed>>, Denial> {
+        let p = &self.0.policy;
+        let Some(cache) = self.0.signature_cache.as_ref().filter(|_| {
+            !token.is_empty() && token.len() <= p.max_token_bytes && rule.is_some_and(|r| !r.is_single_use())
+        }) else {
+            return Ok(None);
+        };
+        let slot = cache.slot(token);
+        let hit = match &self.0.keys {
+            Keys::Static(set) => cache.get(slot, token, set, now),
+            Keys::Dynamic(src) => src.current().and_then(|set| cache.get(slot, token, &set, now)),
+        };
+        let Some(parsed) = hit else {
+            return Ok(None);
+        };
+        let f = &parsed.fields;
+        check_time(Some(f.exp), Some(f.iat), f.nbf, now, p)?;
+        seen.parsed = Some(parsed.clone());
+        Ok(Some(parsed))
+    }
+
+    /// Size limits; then where the token is to be filed in the signature cache once it
+    /// verifies, if anywhere (never for single-use routes).
+    fn admission<'c>(
+        &'c self,
+        token: &str,
+        rule: Option<&RouteRule>,
+    ) -> Result<Option<(&'c SignatureCache, u64)>, Denial> {
         let p = &self.0.policy;
         if token.is_empty() {
             return Err(Denial::MissingToken);
@@ -605,28 +694,12 @@ impl Verifier {
         if token.len() > p.max_token_bytes {
             return Err(Denial::TokenTooLarge);
         }
-        let Some(cache) = self
+        Ok(self
             .0
             .signature_cache
             .as_ref()
             .filter(|_| rule.is_some_and(|r| !r.is_single_use()))
-        else {
-            return Ok(Lookup::Miss(None));
-        };
-        let slot = cache.slot(token);
-        let hit = match &self.0.keys {
-            Keys::Static(set) => cache.get(slot, token, set, now),
-            Keys::Dynamic(src) => src.current().and_then(|set| cache.get(slot, token, &set, now)),
-        };
-        match hit {
-            Some(parsed) => {
-                let f = &parsed.fields;
-                check_time(Some(f.exp), Some(f.iat), f.nbf, now, p)?;
-                seen.parsed = Some(parsed.clone());
-                Ok(Lookup::Hit(parsed))
-            }
-            None => Ok(Lookup::Miss(Some((cache, slot)))),
-        }
+            .map(|c| (c, c.slot(token.as_bytes()))))
     }
 
     /// The route's rules for a genuine token: scopes, source addresses, sender constraint,
@@ -921,13 +994,6 @@ impl Verifier {
     }
 }
 
-/// What the signature cache knew of a token.
-enum Lookup<'c> {
-    Hit(Arc<Parsed>),
-    /// Not there; where to file it once verified, if anywhere.
-    Miss(Option<(&'c SignatureCache, u64)>),
-}
-
 /// A token the route admits, before the caller's check and the stores.
 struct Admitted {
     grant: Grant,
@@ -975,9 +1041,10 @@ struct KeyWait {
 }
 
 /// Where a request stands after every check that needs no waiting.
-enum Front {
+enum Front<'t> {
     Admitted(Admitted),
-    NeedsKeys(KeyWait),
+    /// With the token's text: the wait outlives the request's borrow of it.
+    NeedsKeys(KeyWait, &'t str),
 }
 
 /// Where a token stands after the checks that need no waiting.

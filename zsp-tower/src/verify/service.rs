@@ -40,14 +40,23 @@ impl<S> VerifyService<S> {
 }
 
 /// The credentials a request presents, borrowed from its `Authorization` header.
+#[cfg(test)]
 enum Credential<'a> {
     Bearer(&'a str),
     DPoP(&'a str),
 }
 
+/// A token as the `Authorization` header presents it, before its own syntax is checked.
+enum Presented<'a> {
+    Bearer(&'a [u8]),
+    DPoP(&'a [u8]),
+}
+
 /// RFC 6750 §2.1 / RFC 9449 §7.1 credentials, refusing the forms RFC 6750 §5.3 and §2.3
 /// warn against: ambiguous headers and tokens in URLs (which end up in logs and caches).
-fn credentials<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<Option<Credential<'a>>, Denial> {
+/// The token's own syntax is [`token_text`]'s to check: the verifier skips that for a token
+/// it has verified before ([`zsp_core::Verifier::verify_bytes_now`]).
+fn presented<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<Option<Presented<'a>>, Denial> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let first = values.next();
     if values.next().is_some() {
@@ -59,10 +68,7 @@ fn credentials<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<Option
     let Some(value) = first else {
         return Ok(None);
     };
-    // Split on bytes: the scheme is a few bytes at the front, the token hundreds, searched
-    // for spaces with SIMD. Only the token is turned into text. A header value may carry
-    // obs-text (bytes above 0x7f): no compact JWS does, and the verifier's base64url decoding
-    // refuses it, so it is not searched for twice.
+    // Split on bytes: the scheme is a few bytes at the front, the token hundreds.
     let value = value.as_bytes();
     let (scheme, rest) = match value.iter().position(|&b| b == b' ') {
         Some(i) => (&value[..i], &value[i + 1..]),
@@ -71,22 +77,42 @@ fn credentials<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<Option
     let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
     let end = rest.iter().rposition(|&b| b != b' ').map_or(start, |i| i + 1);
     let token = &rest[start..end];
-    let malformed = token.is_empty() || memchr::memchr(b' ', token).is_some();
-    let token = std::str::from_utf8(token)
-        .map_err(|_| Denial::InvalidRequest("Authorization header is not UTF-8"))?;
     if scheme.eq_ignore_ascii_case(b"bearer") {
-        if malformed {
-            return Err(Denial::InvalidRequest("malformed Bearer credentials"));
-        }
-        Ok(Some(Credential::Bearer(token)))
+        Ok(Some(Presented::Bearer(token)))
     } else if scheme.eq_ignore_ascii_case(b"dpop") {
-        if malformed {
-            return Err(Denial::InvalidRequest("malformed DPoP credentials"));
-        }
-        Ok(Some(Credential::DPoP(token)))
+        Ok(Some(Presented::DPoP(token)))
     } else {
         Err(Denial::InvalidRequest("unsupported authorization scheme"))
     }
+}
+
+/// The token's text: one run of non-space bytes (RFC 6750 §2.1 `b64token`), in UTF-8. A
+/// header value may carry obs-text (bytes above 0x7f): no compact JWS does, and the verifier's
+/// base64url decoding refuses it, so it is not searched for here.
+fn token_text(scheme: TokenScheme, token: &[u8]) -> Result<&str, Denial> {
+    let malformed = token.is_empty() || memchr::memchr(b' ', token).is_some();
+    let token = std::str::from_utf8(token)
+        .map_err(|_| Denial::InvalidRequest("Authorization header is not UTF-8"))?;
+    match (malformed, scheme) {
+        (false, _) => Ok(token),
+        (true, TokenScheme::Dpop) => Err(Denial::InvalidRequest("malformed DPoP credentials")),
+        (true, _) => Err(Denial::InvalidRequest("malformed Bearer credentials")),
+    }
+}
+
+/// `bearer_text` for the verifier's hot path.
+fn bearer_text(token: &[u8]) -> Result<&str, Denial> {
+    token_text(TokenScheme::Bearer, token)
+}
+
+/// The credentials with the token's text: [`presented`], then [`token_text`].
+#[cfg(test)]
+fn credentials<'a>(headers: &'a HeaderMap, query: Option<&str>) -> Result<Option<Credential<'a>>, Denial> {
+    Ok(match presented(headers, query)? {
+        None => None,
+        Some(Presented::Bearer(t)) => Some(Credential::Bearer(token_text(TokenScheme::Bearer, t)?)),
+        Some(Presented::DPoP(t)) => Some(Credential::DPoP(token_text(TokenScheme::Dpop, t)?)),
+    })
 }
 
 /// Whether the query has an `access_token` parameter (RFC 6750 §2.3), percent-decoding names
@@ -257,20 +283,21 @@ impl Config {
         }
     }
 
-    /// What the credentials decide before any token check: the token to verify, or the
-    /// outcome (each denial audited, as is an anonymous pass).
+    /// What the credentials decide before any token check: the token's bytes to verify (their
+    /// syntax is [`token_text`]'s), or the outcome (each denial audited, as is an anonymous
+    /// pass).
     fn screen<'r>(
         &self,
         headers: &'r HeaderMap,
         query: Option<&str>,
         facts: &RequestFacts<'_>,
-    ) -> Result<(TokenScheme, &'r str), Outcome> {
+    ) -> Result<(TokenScheme, &'r [u8]), Outcome> {
         let verifier = &self.verifier;
         let deny = |denial: Denial| {
             verifier.audit_denial(&denial, facts);
             Err(Outcome::Deny(denial, None))
         };
-        match credentials(headers, query) {
+        match presented(headers, query) {
             Err(denial) => deny(denial),
             Ok(None) if self.anonymous => {
                 verifier.record(&AuditEvent {
@@ -289,11 +316,11 @@ impl Config {
             }
             Ok(None) => deny(Denial::MissingToken),
             // Never downgraded to Bearer: without a DPoP verifier the scheme is refused.
-            Ok(Some(Credential::DPoP(_))) if self.dpop.is_none() => {
+            Ok(Some(Presented::DPoP(_))) if self.dpop.is_none() => {
                 deny(Denial::InvalidRequest("DPoP scheme not accepted"))
             }
-            Ok(Some(Credential::DPoP(token))) => Ok((TokenScheme::Dpop, token)),
-            Ok(Some(Credential::Bearer(token))) => Ok((TokenScheme::Bearer, token)),
+            Ok(Some(Presented::DPoP(token))) => Ok((TokenScheme::Dpop, token)),
+            Ok(Some(Presented::Bearer(token))) => Ok((TokenScheme::Bearer, token)),
         }
     }
 
@@ -354,11 +381,18 @@ where
             let facts = config.facts(&req);
             match config.screen(req.headers(), req.uri().query(), &facts) {
                 Err(outcome) => Ok(outcome),
-                Ok((_, token)) => match config.verifier.verify_now(token, &facts, not_bound) {
-                    Ok(Ok(grant)) => Ok(Outcome::Allow(grant)),
-                    Ok(Err(denial)) => Ok(Outcome::Deny(denial, Some(TokenScheme::Bearer))),
-                    Err(unfinished) => Err(unfinished),
-                },
+                // Without a DPoP verifier the scheme is Bearer. A reused token is recognised
+                // from its bytes: its syntax was checked when it first verified.
+                Ok((_, token)) => {
+                    match config
+                        .verifier
+                        .verify_bytes_now(token, bearer_text, &facts, not_bound)
+                    {
+                        Ok(Ok(grant)) => Ok(Outcome::Allow(grant)),
+                        Ok(Err(denial)) => Ok(Outcome::Deny(denial, Some(TokenScheme::Bearer))),
+                        Err(unfinished) => Err(unfinished),
+                    }
+                }
             }
         };
         match decided {
@@ -444,7 +478,17 @@ impl<S> VerifyService<S> {
             let outcome = {
                 let method = req.method();
                 let facts = config.facts(&req);
-                match config.screen(req.headers(), req.uri().query(), &facts) {
+                let screened =
+                    config
+                        .screen(req.headers(), req.uri().query(), &facts)
+                        .and_then(|(scheme, token)| match token_text(scheme, token) {
+                            Ok(token) => Ok((scheme, token)),
+                            Err(denial) => {
+                                verifier.audit_denial(&denial, &facts);
+                                Err(Outcome::Deny(denial, None))
+                            }
+                        });
+                match screened {
                     Err(outcome) => outcome,
                     Ok((scheme, token)) => {
                         let htu = match (&config.dpop, scheme) {
