@@ -29,10 +29,10 @@
 //!
 //! **When the check runs.** Without a DPoP verifier, a request that needs no store (no
 //! revocation store, not single-use) and no key refresh is decided in `call` itself
-//! ([`zsp_core::Verifier::verify_now`]), audit event included: the response future is then the
-//! inner service's own, or the ready denial, and nothing is allocated for it. Anything that
-//! waits (a store, a JWKS refresh, a DPoP proof) is checked in the response future instead, in
-//! one boxed future with the inner call.
+//! ([`zsp_core::Verifier::verify_bytes_now`]), audit event included: the response future is
+//! then the inner service's own, or the ready denial, and nothing is allocated for it. Anything
+//! that waits (a store, a JWKS refresh, a DPoP proof) is checked in the response future
+//! instead, in one boxed future with the inner call.
 //!
 //! Response bodies: any `ResBody: From<Bytes>` works (axum's `Body`, `http_body_util::Full`);
 //! map other body types with `tower::ServiceBuilder::map_response`. CORS preflight requests

@@ -423,8 +423,8 @@ impl<S> VerifyService<S> {
         std::mem::replace(&mut self.inner, clone)
     }
 
-    /// A request [`Verifier::verify_now`](zsp_core::Verifier::verify_now) left for a store
-    /// or a key refresh. Its own function, not inlined: the future it builds is large, and
+    /// A request [`Verifier::verify_bytes_now`](zsp_core::Verifier::verify_bytes_now) left
+    /// for a store or a key refresh. Its own function, not inlined: the future it builds is large, and
     /// kept out of `call` it leaves the decided path's code compact (under load, every line of
     /// it is fetched again on each request).
     #[inline(never)]
