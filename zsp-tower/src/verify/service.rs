@@ -424,9 +424,9 @@ impl<S> VerifyService<S> {
     }
 
     /// A request [`Verifier::verify_bytes_now`](zsp_core::Verifier::verify_bytes_now) left
-    /// for a store or a key refresh. Its own function, not inlined: the future it builds is large, and
-    /// kept out of `call` it leaves the decided path's code compact (under load, every line of
-    /// it is fetched again on each request).
+    /// for a store or a key refresh. Its own function, not inlined: the future it builds is
+    /// large, and kept out of `call` it leaves the decided path's code compact (under load,
+    /// every line of it is fetched again on each request).
     #[inline(never)]
     fn call_unfinished<ReqBody, ResBody>(
         &mut self,
