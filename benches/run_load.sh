@@ -10,7 +10,7 @@
 #                                  # combines with --all
 #
 # Knobs for the load bench (defaults in brackets): ZSP_LOAD_SECS [3], ZSP_LOAD_ROUNDS [5],
-# ZSP_LOAD_CONNS [32], ZSP_LOAD_WARMUP_SECS [1], ZSP_LOAD_VARIANTS [1,2,...,16; 14 only with ZSP_REDIS_URL],
+# ZSP_LOAD_CONNS [32], ZSP_LOAD_WARMUP_SECS [1], ZSP_LOAD_VARIANTS [1,2,...,17; 14 only with ZSP_REDIS_URL],
 # ZSP_LOAD_SERVER_CPU [0], ZSP_LOAD_CLIENT_CPU [1], ZSP_LOAD_ANCHORS [1; 0 runs (1) once a round], ZSP_LOAD_SINGLE_USE_RATE [25000], ZSP_LOAD_DPOP_RATE [10000],
 # ZSP_LOAD_SERVER_WRAP [none; a command prefix for the servers, e.g. "valgrind --tool=callgrind"].
 set -euo pipefail
