@@ -66,19 +66,21 @@ async fn verify_bytes_now_skips_the_syntax_check_only_for_a_token_it_verified() 
             .signature_cache(cache)
             .build()
     };
-    let refuse = |_: &[u8]| -> Result<&str, Denial> { Err(Denial::InvalidRequest("refused by the caller")) };
+    fn refuse(_: &[u8]) -> Result<&str, Denial> {
+        Err(Denial::InvalidRequest("refused by the caller"))
+    }
+    // Whether the caller's syntax check ran (and refused): it runs only for bytes the
+    // signature cache does not know.
+    let checked_syntax = |v: &Verifier, token: &[u8], req: &RequestFacts<'_>| {
+        v.verify_bytes_now(token, refuse, req, |_| Ok(())).unwrap().err()
+            == Some(Denial::InvalidRequest("refused by the caller"))
+    };
     let get = RequestFacts::new(&Method::GET, "/orders/7");
     let token = f.read_token();
 
     let cached = build(64);
     // Unknown bytes: the caller's check decides first.
-    assert_eq!(
-        cached
-            .verify_bytes_now(token.as_bytes(), refuse, &get, |_| Ok(()))
-            .unwrap()
-            .unwrap_err(),
-        Denial::InvalidRequest("refused by the caller")
-    );
+    assert!(checked_syntax(&cached, token.as_bytes(), &get));
     // Verified once (through the text entry point), the same bytes are recognised.
     assert!(cached.verify_now(&token, &get, |_| Ok(())).unwrap().is_ok());
     let grant = cached
@@ -106,22 +108,10 @@ async fn verify_bytes_now_skips_the_syntax_check_only_for_a_token_it_verified() 
     );
     // One byte more is other bytes.
     let longer = format!("{token} ");
-    assert_eq!(
-        cached
-            .verify_bytes_now(longer.as_bytes(), refuse, &get, |_| Ok(()))
-            .unwrap()
-            .unwrap_err(),
-        Denial::InvalidRequest("refused by the caller")
-    );
+    assert!(checked_syntax(&cached, longer.as_bytes(), &get));
     // Expired in the meantime: the entry died with the token, and the check runs again.
     f.clock.advance(3600);
-    assert_eq!(
-        cached
-            .verify_bytes_now(token.as_bytes(), refuse, &get, |_| Ok(()))
-            .unwrap()
-            .unwrap_err(),
-        Denial::InvalidRequest("refused by the caller")
-    );
+    assert!(checked_syntax(&cached, token.as_bytes(), &get));
     let text = |b| std::str::from_utf8(b).map_err(|_| Denial::Malformed("not UTF-8"));
     assert_eq!(
         cached
@@ -135,23 +125,11 @@ async fn verify_bytes_now_skips_the_syntax_check_only_for_a_token_it_verified() 
     let uncached = build(0);
     let token = f.read_token();
     assert!(uncached.verify_now(&token, &get, |_| Ok(())).unwrap().is_ok());
-    assert_eq!(
-        uncached
-            .verify_bytes_now(token.as_bytes(), refuse, &get, |_| Ok(()))
-            .unwrap()
-            .unwrap_err(),
-        Denial::InvalidRequest("refused by the caller")
-    );
+    assert!(checked_syntax(&uncached, token.as_bytes(), &get));
     // Nor on a single-use route, whose tokens are never cached.
     let write = f.issuer.token(AUD, &["orders:write"]).mint().unwrap();
     let post = RequestFacts::new(&Method::POST, "/orders");
     let first = cached.verify_now(&write, &post, |_| Ok(())).unwrap_err();
     assert!(cached.finish(first, &post, |_| Ok(())).await.is_ok());
-    assert_eq!(
-        cached
-            .verify_bytes_now(write.as_bytes(), refuse, &post, |_| Ok(()))
-            .unwrap()
-            .unwrap_err(),
-        Denial::InvalidRequest("refused by the caller")
-    );
+    assert!(checked_syntax(&cached, write.as_bytes(), &post));
 }
