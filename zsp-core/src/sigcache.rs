@@ -92,7 +92,7 @@ impl SignatureCache {
         }
     }
 
-    /// Where `token` is filed: a keyed hash of its last 24 bytes, which lie in the signature
+    /// Where `token` is filed: a keyed hash of its last 16 bytes, which lie in the signature
     /// of any real token (a signature is at least 43 characters): for tokens that verified,
     /// effectively random, and for anything else never trusted, only compared in full.
     pub(crate) fn slot(&self, token: &[u8]) -> u64 {
