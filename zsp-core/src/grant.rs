@@ -133,8 +133,23 @@ impl Parsed {
             return self.scopes().contains(scope);
         }
         self.text(&self.fields.scope)
-            .is_some_and(|t| t.as_bytes().split(|&b| b == b' ').any(|s| s == scope.as_bytes()))
+            .is_some_and(|t| has_item(t.as_bytes(), scope.as_bytes()))
     }
+}
+
+/// Whether `item` is one of the pieces of `list` split at every space (a `scope` claim,
+/// RFC 6749 §3.3): `list.split(|&b| b == b' ').any(|s| s == item)`, with the spaces found by
+/// memchr rather than a byte at a time. It runs on every request.
+fn has_item(list: &[u8], item: &[u8]) -> bool {
+    let mut rest = list;
+    while let Some(i) = memchr::memchr(b' ', rest) {
+        let (piece, after) = rest.split_at(i);
+        if piece == item {
+            return true;
+        }
+        rest = after.get(1..).unwrap_or_default();
+    }
+    rest == item
 }
 
 /// A verified token, placed in request extensions by the inbound layer. Cheap to clone.
@@ -273,6 +288,43 @@ mod tests {
         let view: ClaimsView<'_> = serde_json::from_str(payload).unwrap();
         let fields = Fields::of(payload, &view.checked());
         Parsed::new("t", payload.to_owned(), fields)
+    }
+
+    #[test]
+    fn has_item_is_split_at_spaces_then_compared() {
+        for (list, item, expected) in [
+            ("orders:list orders:read", "orders:read", true),
+            ("orders:list orders:read", "orders:list", true),
+            ("orders:list orders:read", "orders", false),
+            ("orders:list orders:read", "orders:list orders:read", false),
+            ("orders:list orders:read", "rders:read", false),
+            ("a", "a", true),
+            ("", "", true),
+            ("a  b", "", true),
+            (" a", "a", true),
+            ("a ", "", true),
+            ("ab", "a", false),
+            ("a very long list of scopes well past eight bytes", "eight", true),
+            ("a very long list of scopes well past eight bytes", "byte", false),
+            ("é ü", "ü", true),
+        ] {
+            assert_eq!(
+                has_item(list.as_bytes(), item.as_bytes()),
+                expected,
+                "{list:?} {item:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn has_item_agrees_with_split(
+            list in "[ ab\u{e9}\u{80}\u{ff}]{0,40}",
+            item in "[ ab\u{e9}]{0,4}",
+        ) {
+            let expected = list.as_bytes().split(|&b| b == b' ').any(|s| s == item.as_bytes());
+            proptest::prop_assert_eq!(has_item(list.as_bytes(), item.as_bytes()), expected);
+        }
     }
 
     #[test]
