@@ -388,6 +388,32 @@ pub(crate) mod tests {
             }
         }
 
+        /// Whatever the string and whatever the line holds before it, the escaped text is
+        /// exactly RFC 8259's, written after what was there.
+        #[test]
+        fn escape_into_agrees_with_a_char_by_char_escaper(
+            prefix in "[ -~]{0,9}",
+            s in "[ -~]{0,40}|[ -~\"\\\\\\x00-\\x1f\\x7fé€😀]{0,40}|\\PC{0,40}",
+        ) {
+            let mut expected = prefix.clone().into_bytes();
+            for c in s.chars() {
+                match c {
+                    '"' => expected.extend_from_slice(b"\\\""),
+                    '\\' => expected.extend_from_slice(b"\\\\"),
+                    '\n' => expected.extend_from_slice(b"\\n"),
+                    '\r' => expected.extend_from_slice(b"\\r"),
+                    '\t' => expected.extend_from_slice(b"\\t"),
+                    c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                        expected.extend_from_slice(format!("\\u{:04x}", u32::from(c)).as_bytes());
+                    }
+                    c => expected.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                }
+            }
+            let mut out = prefix.into_bytes();
+            escape_into(&mut out, &s);
+            proptest::prop_assert_eq!(out, expected);
+        }
+
         /// Whatever a claim holds, the line parses back to exactly that claim.
         #[test]
         fn any_claim_round_trips(sub in "\\PC*|[\\x00-\\x7f]*") {
