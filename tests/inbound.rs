@@ -672,7 +672,26 @@ async fn json_lines_audit_sink_records_every_decision_without_the_token() {
     assert_eq!(lines[0]["route"], "/orders/{id}");
     assert_eq!(lines[0]["scopes"], "orders:read");
     assert_eq!(lines[0]["method"], "GET");
+    assert_eq!(lines[0]["iss"], ISS);
     assert!(lines[0]["ts_ms"].as_u64().unwrap() > 1_600_000_000_000);
+    // The second use of `good` came from the signature cache, its fields from the copy the
+    // sink escaped once for the token: the same line but for the times.
+    for key in [
+        "iss",
+        "sub",
+        "client_id",
+        "jti",
+        "scopes",
+        "route",
+        "method",
+        "decision",
+    ] {
+        assert_eq!(lines[3][key], lines[0][key], "{key}");
+    }
+    assert_eq!(
+        lines[3].as_object().unwrap().len(),
+        lines[0].as_object().unwrap().len()
+    );
 }
 
 #[tokio::test]

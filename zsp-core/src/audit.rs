@@ -19,6 +19,8 @@ pub use crate::audit_log::JsonLinesAudit;
 
 use tracing::info;
 
+use crate::grant::Parsed;
+
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditDecision {
@@ -71,6 +73,30 @@ pub struct AuditEvent<'a> {
 pub trait AuditSink: Send + Sync + std::fmt::Debug + 'static {
     /// Records one decision.
     fn record(&self, event: &AuditEvent<'_>);
+
+    /// Records an allowed decision on a verified token: `event`'s `iss`, `sub`, `client_id`,
+    /// `jti` and `scopes` are `token`'s. A token reused within its lifetime brings the same
+    /// fields on every request, so a sink that formats them can do that once per token
+    /// ([`JsonLinesAudit`] keeps them escaped with the token). The default ignores `token`.
+    ///
+    /// A sink that passes events on to another sink after changing any of those fields
+    /// (redacting `sub`, say) must pass them on with [`record`](Self::record): the inner
+    /// sink may write the token's own fields instead of the event's.
+    fn record_token(&self, event: &AuditEvent<'_>, token: &TokenAudit<'_>) {
+        let _ = token;
+        self.record(event);
+    }
+}
+
+/// The token behind an allowed decision, handed to [`AuditSink::record_token`] beside its
+/// event. Only a verifier makes one.
+pub struct TokenAudit<'a>(pub(crate) &'a Parsed);
+
+impl std::fmt::Debug for TokenAudit<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token or its claims: audit records carry only the event's fields.
+        f.debug_struct("TokenAudit").finish_non_exhaustive()
+    }
 }
 
 impl AuditEvent<'_> {

@@ -9,7 +9,8 @@ use std::io::{BufWriter, Write};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::audit::{AuditDecision, AuditEvent, AuditSink};
+use crate::audit::{AuditDecision, AuditEvent, AuditSink, TokenAudit};
+use crate::grant::Parsed;
 
 /// Writes each audit event as one JSON line through a buffered writer.
 ///
@@ -97,6 +98,13 @@ impl<W: Write + Send + 'static> AuditSink for JsonLinesAudit<W> {
         let now = unix_millis();
         self.write_line(|line| event.write_json_line(line, now));
     }
+
+    fn record_token(&self, event: &AuditEvent<'_>, token: &TokenAudit<'_>) {
+        let now = unix_millis();
+        // Escaped on the token's first allowed request; a reused token copies them.
+        let fields = token.0.audit_json();
+        self.write_line(|line| event.write_json_line_with(line, now, Some(fields)));
+    }
 }
 
 impl<W: Write + Send + 'static> Drop for JsonLinesAudit<W> {
@@ -115,6 +123,12 @@ pub(crate) fn unix_millis() -> u64 {
 impl AuditEvent<'_> {
     /// Appends the event as one JSON object and a newline; absent fields are left out.
     pub(crate) fn write_json_line(&self, out: &mut Vec<u8>, ts_ms: u64) {
+        self.write_json_line_with(out, ts_ms, None);
+    }
+
+    /// [`write_json_line`](Self::write_json_line), with the token's fields already escaped
+    /// ([`Parsed::audit_json`]) when they are the event's.
+    pub(crate) fn write_json_line_with(&self, out: &mut Vec<u8>, ts_ms: u64, token: Option<(&[u8], &[u8])>) {
         out.reserve(256);
         out.extend_from_slice(b"{\"ts_ms\":");
         decimal(out, ts_ms);
@@ -125,17 +139,52 @@ impl AuditEvent<'_> {
             AuditDecision::Deny => b",\"decision\":\"deny\"",
         });
         string_field(out, b",\"reason\":\"", Some(self.reason));
-        string_field(out, b",\"iss\":\"", self.iss);
-        string_field(out, b",\"sub\":\"", self.sub);
-        string_field(out, b",\"client_id\":\"", self.client_id);
-        string_field(out, b",\"jti\":\"", self.jti);
+        match token {
+            Some((ids, _)) => out.extend_from_slice(ids),
+            None => ids_json(out, self.iss, self.sub, self.client_id, self.jti),
+        }
         string_field(out, b",\"method\":\"", Some(self.method));
         string_field(out, b",\"route\":\"", self.route);
-        string_field(out, b",\"scopes\":\"", self.scopes);
+        match token {
+            Some((_, scopes)) => out.extend_from_slice(scopes),
+            None => string_field(out, b",\"scopes\":\"", self.scopes),
+        }
         out.extend_from_slice(b",\"elapsed_us\":");
         decimal(out, self.elapsed_us);
         out.extend_from_slice(b"}\n");
     }
+}
+
+/// The identity fields, in the line's order.
+fn ids_json(
+    out: &mut Vec<u8>,
+    iss: Option<&str>,
+    sub: Option<&str>,
+    client_id: Option<&str>,
+    jti: Option<&str>,
+) {
+    string_field(out, b",\"iss\":\"", iss);
+    string_field(out, b",\"sub\":\"", sub);
+    string_field(out, b",\"client_id\":\"", client_id);
+    string_field(out, b",\"jti\":\"", jti);
+}
+
+/// A verified token's fields as [`AuditEvent::write_json_line`] writes them for the event a
+/// verifier records for it (`crate::verify`'s `emit`: the same claims, the scopes in their
+/// display form), and where the scopes start.
+pub(crate) fn token_fields_json(p: &Parsed) -> (Box<[u8]>, usize) {
+    let f = &p.fields;
+    let mut out = Vec::with_capacity(192);
+    ids_json(
+        &mut out,
+        p.text(&f.iss),
+        p.text(&f.sub),
+        p.text(&f.client_id),
+        p.text(&f.jti),
+    );
+    let scopes_at = out.len();
+    string_field(&mut out, b",\"scopes\":\"", Some(p.scope_text()));
+    (out.into_boxed_slice(), scopes_at)
 }
 
 /// `key` (`,"name":"`), then `value` escaped, then the closing quote; nothing for `None`.

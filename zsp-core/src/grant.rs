@@ -66,6 +66,9 @@ pub(crate) struct Parsed {
     /// The audit form of the scopes when the token's own text is not it (`Some`), worked out
     /// once per token: a cached token is audited on every request.
     audit_scopes: OnceLock<Option<Box<str>>>,
+    /// The token's fields of a JSON audit line, escaped once per token, and where the scopes
+    /// start in them ([`crate::audit_log::token_fields_json`]).
+    audit_json: OnceLock<(Box<[u8]>, usize)>,
 }
 
 impl Parsed {
@@ -79,6 +82,7 @@ impl Parsed {
             claims: OnceLock::new(),
             scopes: OnceLock::new(),
             audit_scopes: OnceLock::new(),
+            audit_json: OnceLock::new(),
         }
     }
 
@@ -124,6 +128,15 @@ impl Parsed {
             (None, Some(s)) => s,
             (None, None) => "",
         }
+    }
+
+    /// The token's fields of a JSON audit line, escaped, as two pieces: `iss` to `jti` (the
+    /// line puts `method` and `route` next), then `scopes`.
+    pub(crate) fn audit_json(&self) -> (&[u8], &[u8]) {
+        let (json, scopes_at) = self
+            .audit_json
+            .get_or_init(|| crate::audit_log::token_fields_json(self));
+        json.split_at_checked(*scopes_at).unwrap_or((json, &[]))
     }
 
     /// Whether the token grants `scope`; reads the `scope` text in place unless `scp` is
@@ -324,6 +337,54 @@ mod tests {
         ) {
             let expected = list.as_bytes().split(|&b| b == b' ').any(|s| s == item.as_bytes());
             proptest::prop_assert_eq!(has_item(list.as_bytes(), item.as_bytes()), expected);
+        }
+    }
+
+    proptest::proptest! {
+        /// The token's fields escaped once per token make the very line that escaping them
+        /// for each event makes, whatever the claims hold.
+        #[test]
+        fn audit_json_writes_the_line_the_event_writes(
+            iss in proptest::option::of("\\PC{0,12}|[ -~\"\\\\\\x00-\\x1f\\x7f]{0,12}"),
+            sub in proptest::option::of("\\PC{0,12}|[ -~\"\\\\\\x00-\\x1f\\x7f]{0,12}"),
+            client_id in proptest::option::of("[a-z\"\\\\\\n]{0,12}"),
+            jti in proptest::option::of("[ -~]{0,40}"),
+            scope in proptest::option::of("[ab \"\\\\é]{0,16}"),
+            scp in proptest::option::of(proptest::collection::vec("[a-c\"]{1,3}", 0..3)),
+        ) {
+            use crate::audit::{AuditDecision, AuditEvent};
+            let mut claims = serde_json::Map::new();
+            for (k, v) in [("iss", &iss), ("sub", &sub), ("client_id", &client_id), ("jti", &jti), ("scope", &scope)] {
+                if let Some(v) = v {
+                    claims.insert(k.into(), v.clone().into());
+                }
+            }
+            if let Some(scp) = &scp {
+                claims.insert("scp".into(), scp.clone().into());
+            }
+            let payload = serde_json::Value::Object(claims).to_string();
+            let p = parsed(&payload);
+            let event = AuditEvent {
+                decision: AuditDecision::Allow,
+                reason: "ok",
+                iss: p.text(&p.fields.iss),
+                sub: p.text(&p.fields.sub),
+                client_id: p.text(&p.fields.client_id),
+                jti: p.text(&p.fields.jti),
+                method: "GET",
+                route: Some("/orders/{id}"),
+                scopes: Some(p.scope_text()),
+                elapsed_us: 7,
+            };
+            proptest::prop_assert_eq!(event.sub, sub.as_deref());
+            let mut plain = Vec::new();
+            event.write_json_line(&mut plain, 1_700_000_000_123);
+            // Twice: escaped on the first call, copied on the second.
+            for _ in 0..2 {
+                let mut memo = Vec::new();
+                event.write_json_line_with(&mut memo, 1_700_000_000_123, Some(p.audit_json()));
+                proptest::prop_assert_eq!(&memo, &plain);
+            }
         }
     }
 

@@ -69,7 +69,7 @@ pub mod verify;
 
 #[cfg(feature = "audit-layer")]
 pub use audit::JsonAuditLayer;
-pub use audit::{AuditDecision, AuditEvent, AuditSink, JsonLinesAudit};
+pub use audit::{AuditDecision, AuditEvent, AuditSink, JsonLinesAudit, TokenAudit};
 pub use claims::{Actor, Audience, Claims, Confirmation, ScopeSet};
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use denial::Denial;

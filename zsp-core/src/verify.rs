@@ -28,7 +28,7 @@ use http::Method;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use crate::audit::{AuditDecision, AuditEvent, AuditSink};
+use crate::audit::{AuditDecision, AuditEvent, AuditSink, TokenAudit};
 use crate::claims_view::{Checked, ClaimsView, Str};
 use crate::clock::{Clock, SharedClock, UnixTime};
 use crate::denial::Denial;
@@ -372,10 +372,13 @@ impl Verifier {
             Err(d) => (AuditDecision::Deny, d.reason()),
         };
         // What the token said; on a denial these may come from an unverified token.
-        let parsed = seen.parsed.as_deref();
+        let parsed = match result {
+            Ok(grant) => Some(grant.parsed()),
+            Err(_) => seen.parsed.as_deref(),
+        };
         let text = |f: fn(&Fields) -> &crate::claims_view::Text| parsed.and_then(|p| p.text(f(&p.fields)));
         let scopes = parsed.map(Parsed::scope_text);
-        self.record(&AuditEvent {
+        let event = AuditEvent {
             decision,
             reason,
             iss: text(|f| &f.iss),
@@ -386,7 +389,22 @@ impl Verifier {
             route: seen.route.as_deref(),
             scopes,
             elapsed_us,
-        });
+        };
+        match result {
+            Ok(grant) => self.record_token(&event, grant.parsed()),
+            Err(_) => self.record(&event),
+        }
+    }
+
+    /// [`record`](Self::record) for an allowed decision, whose event holds `parsed`'s fields.
+    fn record_token(&self, event: &AuditEvent<'_>, parsed: &Parsed) {
+        if !self.0.audit {
+            return;
+        }
+        match &self.0.audit_sink {
+            Some(sink) => sink.record_token(event, &TokenAudit(parsed)),
+            None => event.emit(),
+        }
     }
 
     async fn verify_inner<F, Fut>(
