@@ -82,6 +82,51 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug + 'static {
     /// A sink that passes events on to another sink after changing any of those fields
     /// (redacting `sub`, say) must pass them on with [`record`](Self::record): the inner
     /// sink may write the token's own fields instead of the event's.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use http::Method;
+    /// use zsp_core::audit::{AuditEvent, AuditSink, JsonLinesAudit, TokenAudit};
+    /// use zsp_core::testing::TestIssuer;
+    /// use zsp_core::{Policy, RequestFacts, RouteRule, Verifier};
+    ///
+    /// /// Every decision as a JSON line, and a count of the allowed ones.
+    /// #[derive(Debug)]
+    /// struct Counted {
+    ///     lines: JsonLinesAudit<std::io::Sink>,
+    ///     allowed: AtomicU64,
+    /// }
+    ///
+    /// impl AuditSink for Counted {
+    ///     fn record(&self, event: &AuditEvent<'_>) {
+    ///         self.lines.record(event);
+    ///     }
+    ///     // The event goes on unchanged, so the inner sink may use the token's kept fields.
+    ///     fn record_token(&self, event: &AuditEvent<'_>, token: &TokenAudit<'_>) {
+    ///         self.allowed.fetch_add(1, Ordering::Relaxed);
+    ///         self.lines.record_token(event, token);
+    ///     }
+    /// }
+    ///
+    /// let issuer = TestIssuer::es256("https://broker.example");
+    /// let policy = Policy::builder()
+    ///     .issuer("https://broker.example")
+    ///     .audience("api")
+    ///     .route(RouteRule::get("/orders").all_of(["orders:read"]))
+    ///     .build()
+    ///     .unwrap();
+    /// let sink = Arc::new(Counted { lines: JsonLinesAudit::new(std::io::sink()), allowed: AtomicU64::new(0) });
+    /// let verifier = Verifier::builder(policy, issuer.key_set()).audit_sink(sink.clone()).build();
+    /// let token = issuer.token("api", &["orders:read"]).mint().unwrap();
+    /// let facts = RequestFacts::new(&Method::GET, "/orders");
+    /// assert!(verifier.verify(&token, &facts).await.is_ok());
+    /// assert!(verifier.verify(&token, &facts).await.is_ok());
+    /// assert!(verifier.verify("not-a-token", &facts).await.is_err());
+    /// assert_eq!(sink.allowed.load(Ordering::Relaxed), 2);
+    /// # }
+    /// ```
     fn record_token(&self, event: &AuditEvent<'_>, token: &TokenAudit<'_>) {
         let _ = token;
         self.record(event);
