@@ -144,6 +144,43 @@ impl std::fmt::Debug for TokenAudit<'_> {
     }
 }
 
+/// A token's fields of an audit event ([`Parsed::audit_ids`]): one source for the event a
+/// verifier records and for the fields a sink keeps per token, so the two cannot differ.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AuditIds<'a> {
+    pub iss: Option<&'a str>,
+    pub sub: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub jti: Option<&'a str>,
+    /// The scopes in their display form.
+    pub scopes: Option<&'a str>,
+}
+
+impl<'a> AuditIds<'a> {
+    /// The event of a decision on a token with these fields.
+    pub(crate) fn event(
+        self,
+        decision: AuditDecision,
+        reason: &'a str,
+        method: &'a str,
+        route: Option<&'a str>,
+        elapsed_us: u64,
+    ) -> AuditEvent<'a> {
+        AuditEvent {
+            decision,
+            reason,
+            iss: self.iss,
+            sub: self.sub,
+            client_id: self.client_id,
+            jti: self.jti,
+            method,
+            route,
+            scopes: self.scopes,
+            elapsed_us,
+        }
+    }
+}
+
 impl AuditEvent<'_> {
     /// Emits the event on target `zsp::audit`.
     pub fn emit(&self) {

@@ -169,21 +169,14 @@ fn ids_json(
     string_field(out, b",\"jti\":\"", jti);
 }
 
-/// A verified token's fields as [`AuditEvent::write_json_line`] writes them for the event a
-/// verifier records for it (`crate::verify`'s `emit`: the same claims, the scopes in their
-/// display form), and where the scopes start.
+/// A verified token's fields ([`Parsed::audit_ids`], as in the events a verifier records for
+/// it) as [`AuditEvent::write_json_line`] writes them, and where the scopes start.
 pub(crate) fn token_fields_json(p: &Parsed) -> (Box<[u8]>, usize) {
-    let f = &p.fields;
+    let ids = p.audit_ids();
     let mut out = Vec::with_capacity(192);
-    ids_json(
-        &mut out,
-        p.text(&f.iss),
-        p.text(&f.sub),
-        p.text(&f.client_id),
-        p.text(&f.jti),
-    );
+    ids_json(&mut out, ids.iss, ids.sub, ids.client_id, ids.jti);
     let scopes_at = out.len();
-    string_field(&mut out, b",\"scopes\":\"", Some(p.scope_text()));
+    string_field(&mut out, b",\"scopes\":\"", ids.scopes);
     (out.into_boxed_slice(), scopes_at)
 }
 

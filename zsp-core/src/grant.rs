@@ -130,6 +130,18 @@ impl Parsed {
         }
     }
 
+    /// The token's fields of its audit events.
+    pub(crate) fn audit_ids(&self) -> crate::audit::AuditIds<'_> {
+        let f = &self.fields;
+        crate::audit::AuditIds {
+            iss: self.text(&f.iss),
+            sub: self.text(&f.sub),
+            client_id: self.text(&f.client_id),
+            jti: self.text(&f.jti),
+            scopes: Some(self.scope_text()),
+        }
+    }
+
     /// The token's fields of a JSON audit line, escaped, as two pieces: `iss` to `jti` (the
     /// line puts `method` and `route` next), then `scopes`.
     pub(crate) fn audit_json(&self) -> (&[u8], &[u8]) {
@@ -352,7 +364,7 @@ mod tests {
             scope in proptest::option::of("[ab \"\\\\é]{0,16}"),
             scp in proptest::option::of(proptest::collection::vec("[a-c\"]{1,3}", 0..3)),
         ) {
-            use crate::audit::{AuditDecision, AuditEvent};
+            use crate::audit::AuditDecision;
             let mut claims = serde_json::Map::new();
             for (k, v) in [("iss", &iss), ("sub", &sub), ("client_id", &client_id), ("jti", &jti), ("scope", &scope)] {
                 if let Some(v) = v {
@@ -364,18 +376,7 @@ mod tests {
             }
             let payload = serde_json::Value::Object(claims).to_string();
             let p = parsed(&payload);
-            let event = AuditEvent {
-                decision: AuditDecision::Allow,
-                reason: "ok",
-                iss: p.text(&p.fields.iss),
-                sub: p.text(&p.fields.sub),
-                client_id: p.text(&p.fields.client_id),
-                jti: p.text(&p.fields.jti),
-                method: "GET",
-                route: Some("/orders/{id}"),
-                scopes: Some(p.scope_text()),
-                elapsed_us: 7,
-            };
+            let event = p.audit_ids().event(AuditDecision::Allow, "ok", "GET", Some("/orders/{id}"), 7);
             proptest::prop_assert_eq!(event.sub, sub.as_deref());
             let mut plain = Vec::new();
             event.write_json_line(&mut plain, 1_700_000_000_123);

@@ -376,20 +376,13 @@ impl Verifier {
             Ok(grant) => Some(grant.parsed()),
             Err(_) => seen.parsed.as_deref(),
         };
-        let text = |f: fn(&Fields) -> &crate::claims_view::Text| parsed.and_then(|p| p.text(f(&p.fields)));
-        let scopes = parsed.map(Parsed::scope_text);
-        let event = AuditEvent {
+        let event = parsed.map(Parsed::audit_ids).unwrap_or_default().event(
             decision,
             reason,
-            iss: text(|f| &f.iss),
-            sub: text(|f| &f.sub),
-            client_id: text(|f| &f.client_id),
-            jti: text(|f| &f.jti),
-            method: req.method.as_str(),
-            route: seen.route.as_deref(),
-            scopes,
+            req.method.as_str(),
+            seen.route.as_deref(),
             elapsed_us,
-        };
+        );
         match result {
             Ok(grant) => self.record_token(&event, grant.parsed()),
             Err(_) => self.record(&event),
