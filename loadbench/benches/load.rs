@@ -1135,6 +1135,8 @@ fn client_main() {
         };
         (rate * s).ceil() as usize + conns
     };
+    // Share of each slot's time the hypervisor took from the server's CPU (pinned runs only).
+    let mut server_steal: Vec<f64> = Vec::new();
     let (slots, measured): (Vec<Slot>, Vec<Round>) = rt.block_on(async {
         for s in &servers {
             preflight(s, &tokens).await;
@@ -1157,13 +1159,20 @@ fn client_main() {
             for (pos, i) in schedule(servers.len(), anchor, &anchored, round).into_iter().enumerate() {
                 let s = &servers[i];
                 let req = tokens.requests(s.variant, pool_size(s.variant, secs));
+                let stolen_before = steal(pinned, server_cpu, client_cpu, tick_hz);
+                let started = Instant::now();
                 let r = match wrk_version {
                     Some(_) => run_round_wrk(s, &req, conns, secs, tick_hz, &dir),
                     None => run_round(s, req, conns, secs, tick_hz).await,
                 };
+                let stolen = steal_share(
+                    stolen_before,
+                    steal(pinned, server_cpu, client_cpu, tick_hz),
+                    started.elapsed(),
+                );
                 println!(
                     "round {} ({}) {:>9.0} req/s  p50 {:>8.1} µs  p99 {:>8.1} µs  server {:>5.1} µs CPU/req, \
-                     busy {:>3.0} %  generator busy {:>3.0} %{}{}",
+                     busy {:>3.0} %  generator busy {:>3.0} %{}{}{}",
                     round + 1,
                     s.variant.id(),
                     r.rps,
@@ -1182,7 +1191,15 @@ fn client_main() {
                     } else {
                         ""
                     },
+                    stolen.map_or(String::new(), |(server, generator)| format!(
+                        "  steal {:>2.0} % / {:>2.0} %",
+                        server * 100.0,
+                        generator * 100.0
+                    )),
                 );
+                if let Some((server, _)) = stolen {
+                    server_steal.push(server);
+                }
                 slots.push(Slot { variant: i, round, pos });
                 measured.push(r);
             }
@@ -1193,6 +1210,18 @@ fn client_main() {
     let _ = std::fs::remove_dir_all(&dir);
 
     println!("load average at end: {}", loadavg());
+    if !server_steal.is_empty() {
+        server_steal.sort_by(f64::total_cmp);
+        let busy = server_steal.iter().filter(|&&x| x > 0.05).count();
+        println!(
+            "time stolen by the hypervisor from the server's CPU (/proc/stat): median {:.1} %, \
+             most {:.1} % of a slot; {busy} of {} slots above 5 % (their figures measure the \
+             host's neighbours too)",
+            server_steal[server_steal.len() / 2] * 100.0,
+            server_steal[server_steal.len() - 1] * 100.0,
+            server_steal.len(),
+        );
+    }
     let anchors_ran = anchor.is_some() && anchored.iter().any(|&a| a);
     report(
         &variants,
@@ -1320,6 +1349,31 @@ const REFERENCES: [(&str, Variant, &str, Variant); 3] = [
         Variant::NoAuthTokenSent,
     ),
 ];
+
+/// Time stolen so far from the server's and the generator's CPUs, when both are pinned.
+fn steal(pinned: bool, server_cpu: usize, client_cpu: usize, tick_hz: f64) -> Option<(Duration, Duration)> {
+    if !pinned {
+        return None;
+    }
+    Some((
+        zsp_loadbench::cpu::steal_time(server_cpu, tick_hz)?,
+        zsp_loadbench::cpu::steal_time(client_cpu, tick_hz)?,
+    ))
+}
+
+/// The shares of `wall` stolen from each CPU between two readings of [`steal`].
+fn steal_share(
+    before: Option<(Duration, Duration)>,
+    after: Option<(Duration, Duration)>,
+    wall: Duration,
+) -> Option<(f64, f64)> {
+    let ((s0, g0), (s1, g1)) = (before?, after?);
+    let wall = wall.as_secs_f64().max(f64::MIN_POSITIVE);
+    Some((
+        s1.saturating_sub(s0).as_secs_f64() / wall,
+        g1.saturating_sub(g0).as_secs_f64() / wall,
+    ))
+}
 
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

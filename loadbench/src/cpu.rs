@@ -30,6 +30,25 @@ fn stat_pair(stat: &str, field: usize, tick_hz: f64) -> Duration {
     Duration::from_secs_f64((ticks(field) + ticks(field + 1)) as f64 / tick_hz)
 }
 
+/// Time stolen from CPU `cpu` so far (the `steal` column of its line in `/proc/stat`): time
+/// the hypervisor ran something else while this guest's vCPU wanted to run. A load slot with
+/// much of it measured the host's neighbours as well as the server. `None` when the line
+/// cannot be read (no such CPU, not Linux).
+pub fn steal_time(cpu: usize, tick_hz: f64) -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    steal_of(&stat, cpu, tick_hz)
+}
+
+fn steal_of(stat: &str, cpu: usize, tick_hz: f64) -> Option<Duration> {
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+    // cpuN user nice system idle iowait irq softirq steal ...
+    let ticks: u64 = line.split_whitespace().nth(8)?.parse().ok()?;
+    Some(Duration::from_secs_f64(ticks as f64 / tick_hz))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +61,19 @@ mod tests {
         assert_eq!(stat_pair(stat, 14, 100.0), Duration::from_secs(2));
         assert_eq!(stat_pair(stat, 16, 100.0), Duration::from_millis(100));
         assert_eq!(stat_pair("", 14, 100.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn reads_one_cpus_steal_column() {
+        let stat = "cpu  10 0 20 300 0 0 0 999 0 0\n\
+                    cpu0 5 0 10 150 0 0 0 250 0 0\n\
+                    cpu1 5 0 10 150 0 0 0 749 0 0\n\
+                    cpu10 1 0 1 1 0 0 0 7 0 0\n\
+                    intr 1 2 3\n";
+        assert_eq!(steal_of(stat, 0, 100.0), Some(Duration::from_millis(2500)));
+        assert_eq!(steal_of(stat, 1, 100.0), Some(Duration::from_millis(7490)));
+        assert_eq!(steal_of(stat, 10, 100.0), Some(Duration::from_millis(70)));
+        assert_eq!(steal_of(stat, 2, 100.0), None);
+        assert_eq!(steal_of("cpu0 1 2 3", 0, 100.0), None);
     }
 }
