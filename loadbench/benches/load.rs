@@ -48,6 +48,11 @@
 //! the host's speed drifts within a round as much as between rounds. Servers exit when their
 //! stdin closes, so none outlives the run.
 //!
+//! Each slot's line ends with `steal S % / G %`: the share of the slot's time the hypervisor
+//! took from the server's and the generator's CPU (the `steal` column of `/proc/stat`), and
+//! the run ends with the median and the most of the server's. On a shared host that is where
+//! slow spells come from: a slot with much of it measured the host's neighbours as well.
+//!
 //! Every server process but (11) and (12) installs the same tracing subscriber: a `fmt` layer
 //! (plain text, no ANSI colours, as a log file gets) writing to `std::io::sink()` with the
 //! `zsp::audit` and `zsp::verify` targets enabled at INFO ((16): `zsp::verify` at WARN), so zsp
