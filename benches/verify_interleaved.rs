@@ -6,7 +6,9 @@
 //!
 //! `cargo bench --bench verify_interleaved` (`ZSP_IL_ROUNDS`, default 40; `ZSP_IL_BATCH_MS`,
 //! default 25 ms per variant per round; `ZSP_IL_ALGS=RS256,ES256` for some algorithms only;
-//! `ZSP_IL_REPLAY=0` without the replay rounds).
+//! `ZSP_IL_REPLAY=0` without the replay rounds). It ends with the share of each part's time the
+//! hypervisor stole from the guest's CPUs (`/proc/stat`): a part with much of it ran in a slow
+//! spell.
 //!
 //! The same treatment for the memory replay guard at 1 and 2 threads: each round times a batch
 //! of first-use checks on one thread and the same number split over two, alternating which goes
@@ -306,6 +308,40 @@ fn replay_rounds(rounds: usize) {
     }
 }
 
+/// Time the hypervisor takes from this guest's vCPUs (the `steal` column of `/proc/stat`): on a
+/// shared host it is where slow spells come from, so each part of the run reports its share.
+struct Steal {
+    ticks: Option<u64>,
+    start: Instant,
+}
+
+impl Steal {
+    fn start() -> Self {
+        Self {
+            ticks: Self::read().map(|(t, _)| t),
+            start: Instant::now(),
+        }
+    }
+
+    /// Stolen ticks summed over all CPUs, and the number of CPUs.
+    fn read() -> Option<(u64, usize)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let mut lines = stat.lines();
+        // "cpu  user nice system idle iowait irq softirq steal ..."
+        let ticks = lines.next()?.split_whitespace().nth(8)?.parse().ok()?;
+        let cpus = lines.filter(|l| l.starts_with("cpu")).count();
+        Some((ticks, cpus))
+    }
+
+    /// Share of the wall time since `start` stolen, averaged over the CPUs.
+    fn share(&self) -> Option<f64> {
+        let (now, cpus) = Self::read()?;
+        // /proc/stat counts in USER_HZ, 100 on Linux.
+        let stolen = now.checked_sub(self.ticks?)? as f64 / 100.0;
+        Some(stolen / (self.start.elapsed().as_secs_f64() * cpus.max(1) as f64))
+    }
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
@@ -342,7 +378,9 @@ fn main() {
         only.as_deref()
             .is_none_or(|list| list.split(',').any(|a| a.trim().eq_ignore_ascii_case(alg)))
     };
+    let mut stolen = Vec::new();
     for case in cases.iter().filter(|c| wanted(c.alg)) {
+        let steal = Steal::start();
         for (_, op) in &case.ops {
             batch(op, budget); // warm-up
         }
@@ -376,8 +414,22 @@ fn main() {
                 per_round_ratio(i, jwt),
             );
         }
+        stolen.push((case.alg, steal.share()));
     }
     if std::env::var("ZSP_IL_REPLAY").as_deref() != Ok("0") {
+        let steal = Steal::start();
         replay_rounds(rounds);
+        stolen.push(("replay", steal.share()));
+    }
+    let shares: Vec<String> = stolen
+        .iter()
+        .filter_map(|(name, share)| share.map(|x| format!("{name} {:.1} %", x * 100.0)))
+        .collect();
+    if !shares.is_empty() {
+        println!();
+        println!(
+            "time stolen by the hypervisor from this guest's CPUs while each part ran (/proc/stat): {}",
+            shares.join(", ")
+        );
     }
 }
