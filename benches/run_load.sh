@@ -31,12 +31,31 @@ if [[ $with_wrk == 1 ]] && ! command -v wrk >/dev/null 2>&1; then
     exit 2
 fi
 
+# Share of both CPUs' time the hypervisor stole since the last `stolen` call (/proc/stat's
+# steal column, in USER_HZ = 100 ticks a second): each phase's line says how much of its
+# weather was other guests.
+steal_ticks() { awk '/^cpu /{print $9}' /proc/stat; }
+last_steal=$(steal_ticks)
+last_time=$(date +%s)
+# Sets `share`; called directly, not in $(…), so that the new baseline outlives the call.
+stolen() {
+    local now_steal now_time
+    now_steal=$(steal_ticks)
+    now_time=$(date +%s)
+    share=$(awk -v s=$((now_steal - last_steal)) -v t=$((now_time - last_time)) -v n="$(nproc)" \
+        'BEGIN { printf "%.1f %%", (t > 0 ? 100 * s / (100 * t * n) : 0) }')
+    last_steal=$now_steal
+    last_time=$now_time
+}
+
 echo "== $(date -u '+%F %T UTC') load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 cargo bench --manifest-path loadbench/Cargo.toml
-echo "== $(date -u '+%F %T UTC') load after load bench: $(cut -d' ' -f1-3 /proc/loadavg)"
+stolen
+echo "== $(date -u '+%F %T UTC') load after load bench: $(cut -d' ' -f1-3 /proc/loadavg); stolen during it: $share"
 if [[ $with_wrk == 1 ]]; then
     ZSP_LOAD_GEN=wrk cargo bench --manifest-path loadbench/Cargo.toml
-    echo "== $(date -u '+%F %T UTC') load after the wrk load bench: $(cut -d' ' -f1-3 /proc/loadavg)"
+    stolen
+    echo "== $(date -u '+%F %T UTC') load after the wrk load bench: $(cut -d' ' -f1-3 /proc/loadavg); stolen during it: $share"
 fi
 
 if [[ $all == 1 ]]; then
@@ -45,7 +64,8 @@ if [[ $all == 1 ]]; then
     cargo bench --features audit-layer --bench verify -- --warm-up-time 1 --measurement-time 3
     cargo bench --features audit-layer --bench outbound_broker -- --warm-up-time 1 --measurement-time 3
     cargo bench --features audit-layer --bench inbound -- --warm-up-time 1 --measurement-time 3
-    echo "== $(date -u '+%F %T UTC') load after criterion: $(cut -d' ' -f1-3 /proc/loadavg)"
+    stolen
+    echo "== $(date -u '+%F %T UTC') load after criterion: $(cut -d' ' -f1-3 /proc/loadavg); stolen during the verify runs and criterion: $share"
     # Criterion medians (point estimate of the median, ns) from target/criterion.
     python3 - <<'EOF'
 import json, pathlib
