@@ -84,7 +84,8 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug + 'static {
     /// sink may write the token's own fields instead of the event's.
     ///
     /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::sync::Arc;
     /// use std::sync::atomic::{AtomicU64, Ordering};
     /// use http::Method;
@@ -115,16 +116,16 @@ pub trait AuditSink: Send + Sync + std::fmt::Debug + 'static {
     ///     .issuer("https://broker.example")
     ///     .audience("api")
     ///     .route(RouteRule::get("/orders").all_of(["orders:read"]))
-    ///     .build()
-    ///     .unwrap();
+    ///     .build()?;
     /// let sink = Arc::new(Counted { lines: JsonLinesAudit::new(std::io::sink()), allowed: AtomicU64::new(0) });
     /// let verifier = Verifier::builder(policy, issuer.key_set()).audit_sink(sink.clone()).build();
-    /// let token = issuer.token("api", &["orders:read"]).mint().unwrap();
+    /// let token = issuer.token("api", &["orders:read"]).mint()?;
     /// let facts = RequestFacts::new(&Method::GET, "/orders");
     /// assert!(verifier.verify(&token, &facts).await.is_ok());
     /// assert!(verifier.verify(&token, &facts).await.is_ok());
     /// assert!(verifier.verify("not-a-token", &facts).await.is_err());
     /// assert_eq!(sink.allowed.load(Ordering::Relaxed), 2);
+    /// # Ok(())
     /// # }
     /// ```
     fn record_token(&self, event: &AuditEvent<'_>, token: &TokenAudit<'_>) {
